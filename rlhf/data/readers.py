@@ -12,7 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 FORMATS = ("jsonl", "csv", "parquet", "txt")
 SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv",
@@ -125,7 +125,7 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, dict]]:
         yield row, record
 
 
-def read_hf_dataset(name_or_path: str, split: str = "train", config: Optional[str] = None
+def read_hf_dataset(name_or_path: str, split: str = "train", config: str | None = None
                     ) -> Iterator[tuple[int, dict]]:
     """A dataset saved with ``save_to_disk`` (a directory), or a hub/script name passed to ``load_dataset``."""
     try:
@@ -149,7 +149,7 @@ def read_hf_dataset(name_or_path: str, split: str = "train", config: Optional[st
         yield row, record
 
 
-def require_text(record: dict, column: str, where: str, available: Optional[list[str]] = None) -> Any:
+def require_text(record: dict, column: str, where: str, available: list[str] | None = None) -> Any:
     """The value of a required column, or a DataError naming the row, the column and the columns that exist."""
     if column not in record:
         cols = ", ".join(sorted(map(str, available or record.keys())))

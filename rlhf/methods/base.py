@@ -1,0 +1,229 @@
+"""What every method shares: the DataModule spine (documents, splits, tokenizer, resumable loaders) and the
+LightningModule spine (AdamW with warm-up and decay, RNG state in checkpoints, Hugging Face export)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
+
+from rlhf.data.documents import load_documents, split_documents
+from rlhf.data.readers import DropReport
+from rlhf.data.sampling import ResumableSampler
+from rlhf.data.tokenizer import build_tokenizer
+
+
+def _plain(cfg: Any) -> Any:
+    """OmegaConf nodes to plain Python containers (checkpoints and hparams hold only primitives)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(cfg, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return cfg
+
+
+def sample_generator(seed: int, split: str, epoch: int, index: int) -> torch.Generator:
+    """A generator owned by one sample of one epoch: the same numbers in any worker, on any rank, after a resume."""
+    key = hashlib.blake2b(f"{seed}/{split}/{epoch}/{index}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(key, "big") & (2**63 - 1))
+
+
+class TextDataModule(pl.LightningDataModule):
+    """Reads the configured source once, splits it by document hash and builds the tokenizer the model asks for.
+
+    Subclasses turn ``self.splits[name]`` into datasets in :meth:`build_dataset` and say how to batch them.
+    """
+
+    def __init__(self, source: Mapping, split: Mapping, loader: Mapping, tokenizer: Mapping, cache_dir: str,
+                 seed: int = 0):
+        super().__init__()
+        self.source = _plain(source)
+        self.split_cfg = _plain(split)
+        self.loader_cfg = _plain(loader)
+        self.tokenizer_spec = _plain(tokenizer)
+        self.cache_dir = cache_dir
+        self.seed = seed
+        self.report = DropReport(str(self.source.get("path") or self.source.get("kind")))
+        self.datasets: dict[str, Any] = {}
+        self._resume: tuple[int, int] | None = None
+        self._train_sampler: ResumableSampler | None = None
+
+    # ---- documents and tokenizer --------------------------------------------------------------------------------
+    @cached_property
+    def splits(self) -> dict[str, list[dict]]:
+        documents = load_documents(self.source, self.report)
+        splits = split_documents(documents, self.split_cfg.get("salt", "rlhf"),
+                                 float(self.split_cfg.get("val_fraction", 0.05)),
+                                 float(self.split_cfg.get("test_fraction", 0.05)))
+        rank_zero_info(f"[data] {self.report.summary()}; split train/val/test = "
+                       + "/".join(str(len(splits[s])) for s in ("train", "val", "test")) + " documents")
+        return splits
+
+    @cached_property
+    def tokenizer(self):
+        texts = [doc["text"] for doc in self.splits["train"]] if self.tokenizer_spec.get("kind") == "train" else None
+        return build_tokenizer(self.tokenizer_spec, texts, self.cache_dir)
+
+    def data_metrics(self) -> dict[str, float]:
+        """Counts worth logging once per run (kept and dropped records, sizes of the datasets)."""
+        metrics = self.report.metrics()
+        for name, dataset in self.datasets.items():
+            metrics[f"data/{name}_samples"] = float(len(dataset))
+        return metrics
+
+    # ---- datasets and loaders ------------------------------------------------------------------------------------
+    def build_dataset(self, split: str):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def collate(self, samples: list[dict]) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in wanted.get(stage, ("train", "val", "test")):
+            if split not in self.datasets:
+                self.datasets[split] = self.build_dataset(split)
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._world()
+        batch_size = int(self.loader_cfg.get("batch_size", 32))
+        dataset = self.datasets["train"]
+        if len(dataset) < batch_size * world:
+            raise ValueError(f"the train split has {len(dataset)} samples, fewer than one global batch "
+                             f"({batch_size} x {world} ranks); lower data.loader.batch_size or add data")
+        sampler = ResumableSampler(len(dataset), batch_size=batch_size, seed=self.seed, rank=rank, world_size=world)
+        if self._resume is not None:
+            sampler.resume_from(*self._resume)
+            self._resume = None
+        self._train_sampler = sampler
+        return self._loader(dataset, sampler=sampler, batch_size=batch_size, drop_last=True)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        rank, world = self._world()
+        dataset = self.datasets[split]
+        batch_size = int(self.loader_cfg.get("eval_batch_size") or self.loader_cfg.get("batch_size", 32))
+        sampler = ResumableSampler(len(dataset), batch_size=batch_size, seed=self.seed, shuffle=False, rank=rank,
+                                   world_size=world)
+        return self._loader(dataset, sampler=sampler, batch_size=batch_size, drop_last=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def _loader(self, dataset, **kwargs) -> DataLoader:
+        workers = int(self.loader_cfg.get("num_workers", 0))
+        # A private generator: creating the loader's iterator must not consume the global RNG (dropout's), or a
+        # resumed run would drift from an uninterrupted one.
+        return DataLoader(dataset, collate_fn=self.collate, num_workers=workers,
+                          pin_memory=bool(self.loader_cfg.get("pin_memory", False)),
+                          persistent_workers=workers > 0, generator=torch.Generator().manual_seed(self.seed),
+                          **kwargs)
+
+    # ---- resume: where in the epoch we were --------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": trainer.current_epoch, "batches_done": progress.processed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self._resume = (int(state["epoch"]), int(state["batches_done"]))
+
+
+class TrainableModule(pl.LightningModule):
+    """AdamW + warm-up/decay schedule from the method config, RNG state in checkpoints, and HF export.
+
+    Subclasses build ``self.model`` (a ``transformers`` model) and ``self.tokenizer`` in ``__init__`` from primitive
+    arguments, so ``load_from_checkpoint`` works without the config.
+
+    Subclasses take the optimisation settings of ``rlhf.config.OptimConf`` as constructor arguments and call
+    ``self.save_hyperparameters()``; :meth:`configure_optimizers` reads them from ``self.hparams``.
+    """
+
+    # ---- optimisation --------------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+        schedule = lr_schedule(hp.scheduler, hp.warmup_steps, total, hp.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- exact resume --------------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        if rank == 0:
+            torch.set_rng_state(states["torch"])
+            np.random.set_state(states["numpy"])
+            random.setstate(states["python"])
+            if states.get("cuda") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(states["cuda"])
+        else:  # only rank 0's state is saved: give other ranks a distinct, deterministic stream
+            seed = int(checkpoint.get("global_step", 0)) * 1_000_003 + rank
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+
+    # ---- export --------------------------------------------------------------------------------------------------
+    def export(self, directory: str | Path) -> Path:
+        """``save_pretrained`` of the model and its tokenizer: loads with plain ``transformers``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(directory))
+        self.tokenizer.save_pretrained(str(directory))
+        return directory
+
+
+def lr_schedule(kind: str, warmup_steps: int, total_steps: int, min_lr_ratio: float):
+    """Multiplier of the peak lr at each optimizer step: linear warm-up, then constant, linear or cosine decay."""
+
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if kind == "linear":
+            return 1.0 - (1.0 - min_lr_ratio) * progress
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor

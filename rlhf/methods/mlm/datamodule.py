@@ -1,0 +1,100 @@
+"""Masked-LM data: documents tokenized, packed into ``[CLS] ... [SEP]`` blocks (or one padded document a row), and
+masked dynamically: a new mask each epoch in training, a fixed mask for val/test so evaluations compare."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from rlhf.data.packing import pack_documents, truncate_documents
+from rlhf.data.readers import DataError
+from rlhf.data.sampling import EpochIndexed
+from rlhf.methods.base import TextDataModule, sample_generator
+from rlhf.objectives.mlm import IGNORE_INDEX, mask_tokens
+
+
+class MaskedLMDataModule(TextDataModule):
+    def __init__(self, source: Mapping, split: Mapping, loader: Mapping, tokenizer: Mapping, cache_dir: str,
+                 block_size: int = 128, packing: bool = True, mask_prob: float = 0.15,
+                 mask_replace_prob: float = 0.8, random_replace_prob: float = 0.1, whole_word_mask: bool = False,
+                 seed: int = 0):
+        super().__init__(source, split, loader, tokenizer, cache_dir, seed)
+        self.block_size = block_size
+        self.packing = packing
+        self.mask_prob = mask_prob
+        self.mask_replace_prob = mask_replace_prob
+        self.random_replace_prob = random_replace_prob
+        self.whole_word_mask = whole_word_mask
+        self.packing_stats: dict[str, float] = {}
+
+    def _special_ids(self) -> list[int]:
+        return sorted(set(self.tokenizer.all_special_ids))
+
+    def build_dataset(self, split: str) -> EpochIndexed:
+        tok = self.tokenizer
+        if tok.mask_token_id is None or tok.cls_token_id is None or tok.sep_token_id is None:
+            raise DataError("masked-LM data needs a tokenizer with [MASK], [CLS] and [SEP] tokens "
+                            "(model.tokenizer.algorithm=wordpiece, or a BERT-style pretrained tokenizer)")
+        texts = [doc["text"] for doc in self.splits[split]]
+        encoded = tok(texts, add_special_tokens=False, return_attention_mask=False)
+        word_starts = None
+        if self.whole_word_mask:
+            word_starts = []
+            for i, ids in enumerate(encoded["input_ids"]):
+                words = encoded.word_ids(i)
+                word_starts.append([w is None or j == 0 or w != words[j - 1] for j, w in enumerate(words)])
+        body = self.block_size - 2
+        if self.packing:
+            blocks, stats = pack_documents(encoded["input_ids"], body, separator=tok.sep_token_id, flags=word_starts)
+        else:
+            blocks, stats = truncate_documents(encoded["input_ids"], body, flags=word_starts)
+        self.packing_stats.update({f"data/{split}_{k}": float(v) for k, v in stats.items()})
+        if not blocks:
+            raise DataError(f"the {split} split gives no {self.block_size}-token block ({stats}); lower "
+                            f"data.block_size or add text")
+        rank_zero_info(f"[data] {split}: {len(blocks)} blocks of <= {self.block_size} tokens "
+                       f"({stats['tokens']} tokens, {stats['dropped_tokens']} dropped at block edges)")
+        return EpochIndexed(blocks, self._make_transform(split))
+
+    def _make_transform(self, split: str):
+        tok = self.tokenizer
+        specials = torch.tensor(self._special_ids())
+        vocab = torch.arange(len(tok))
+        random_pool = vocab[~torch.isin(vocab, specials)]
+        cls_id, sep_id, mask_id = tok.cls_token_id, tok.sep_token_id, tok.mask_token_id
+        settings = dict(mask_token_id=mask_id, random_pool=random_pool, mask_prob=self.mask_prob,
+                        mask_replace_prob=self.mask_replace_prob, random_replace_prob=self.random_replace_prob)
+        seed = self.seed
+
+        def transform(block, epoch: int, index: int) -> dict:
+            ids, flags = block
+            input_ids = torch.tensor([cls_id, *ids, sep_id], dtype=torch.long)
+            maskable = ~torch.isin(input_ids, specials)
+            word_starts = None if flags is None else torch.tensor([True, *flags, True])
+            # Training masks change every epoch; val/test masks are fixed (epoch -1) so evaluations are comparable.
+            generator = sample_generator(seed, split, epoch if split == "train" else -1, index)
+            corrupted, labels = mask_tokens(input_ids, maskable, word_starts=word_starts, generator=generator,
+                                            **settings)
+            return {"input_ids": corrupted, "labels": labels, "index": index}
+
+        return transform
+
+    def collate(self, samples: list[dict]) -> dict[str, torch.Tensor]:
+        length = max(len(s["input_ids"]) for s in samples)
+        batch = {
+            "input_ids": torch.full((len(samples), length), self.tokenizer.pad_token_id, dtype=torch.long),
+            "labels": torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long),
+            "attention_mask": torch.zeros((len(samples), length), dtype=torch.long),
+            "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+        }
+        for row, sample in enumerate(samples):
+            n = len(sample["input_ids"])
+            batch["input_ids"][row, :n] = sample["input_ids"]
+            batch["labels"][row, :n] = sample["labels"]
+            batch["attention_mask"][row, :n] = 1
+        return batch
+
+    def data_metrics(self) -> dict[str, float]:
+        return {**super().data_metrics(), **self.packing_stats}

@@ -1,0 +1,86 @@
+"""``MaskedLMModule``: BERT-style masked-LM pretraining of a tiny config model or any pretrained encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torchmetrics import Metric
+from transformers import AutoTokenizer
+
+from rlhf.methods.base import TrainableModule, _plain
+from rlhf.models.backbones import build_masked_lm
+from rlhf.objectives.mlm import masked_lm_loss, masked_lm_sums
+
+
+class MaskedTokenMetrics(Metric):
+    """Micro-averaged over masked tokens across batches and devices: loss and perplexity from summed NLL over the
+    summed count (not a mean of per-batch values), accuracy from summed correct predictions."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        for name in ("nll", "correct", "count"):
+            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        sums = masked_lm_sums(logits.detach(), labels)
+        self.nll += sums["nll"].double()
+        self.correct += sums["correct"].double()
+        self.count += sums["count"].double()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        count = self.count.clamp(min=1)
+        loss = self.nll / count
+        return {"loss": loss.float(), "perplexity": torch.exp(loss).float(), "masked_accuracy": (self.correct / count).float()}
+
+
+class MaskedLMModule(TrainableModule):
+    """Masked-LM pretraining. ``model`` is a backbone config (``rlhf.config.BackboneConf``) and ``tokenizer_dir`` a
+    directory holding the tokenizer (saved by the entry point), so the module is rebuilt from its checkpoint alone."""
+
+    def __init__(self, model: Mapping, tokenizer_dir: str, lr: float = 1e-3, weight_decay: float = 0.01,
+                 betas: tuple = (0.9, 0.999), eps: float = 1e-8, warmup_steps: int = 0, scheduler: str = "linear",
+                 min_lr_ratio: float = 0.0):
+        super().__init__()
+        model = _plain(model)
+        self.save_hyperparameters({"model": model, "tokenizer_dir": str(tokenizer_dir), "lr": lr,
+                                   "weight_decay": weight_decay, "betas": list(betas), "eps": eps,
+                                   "warmup_steps": warmup_steps, "scheduler": scheduler, "min_lr_ratio": min_lr_ratio})
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        self.model = build_masked_lm(model, self.tokenizer)
+        self.val_metrics = MaskedTokenMetrics()
+        self.test_metrics = MaskedTokenMetrics()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss, logs = masked_lm_loss(logits, batch["labels"])
+        real = batch["attention_mask"].sum()
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/masked_accuracy", logs["accuracy"])
+        self.log("train/mask_fraction", logs["masked_tokens"] / real.clamp(min=1))
+        return loss
+
+    def _eval_step(self, batch: dict, metrics: MaskedTokenMetrics) -> None:
+        metrics.update(self(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics)
+
+    def _log_eval(self, stage: str, metrics: MaskedTokenMetrics) -> None:
+        values = metrics.compute()
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=(stage == "val"), sync_dist=False)
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val", self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test", self.test_metrics)

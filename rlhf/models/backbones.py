@@ -1,0 +1,56 @@
+"""Backbones: a small model built from config (offline default) or ``from_pretrained`` (hub name or local dir)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedModel
+
+
+class ModelError(ValueError):
+    """A model that cannot be built or does not fit its tokenizer; the message says which key to change."""
+
+
+def _get(cfg: Any, key: str, default=None):
+    return cfg.get(key, default) if isinstance(cfg, Mapping) else getattr(cfg, key, default)
+
+
+def bert_config(cfg: Any, tokenizer) -> BertConfig:
+    return BertConfig(
+        vocab_size=len(tokenizer), hidden_size=_get(cfg, "hidden_size"), num_hidden_layers=_get(cfg, "num_layers"),
+        num_attention_heads=_get(cfg, "num_heads"), intermediate_size=_get(cfg, "intermediate_size"),
+        max_position_embeddings=_get(cfg, "max_position_embeddings"), hidden_dropout_prob=_get(cfg, "dropout"),
+        attention_probs_dropout_prob=_get(cfg, "attention_dropout"), pad_token_id=tokenizer.pad_token_id,
+        type_vocab_size=2)
+
+
+def _from_pretrained(auto_class, name: str) -> PreTrainedModel:
+    try:
+        return auto_class.from_pretrained(name)
+    except Exception as err:
+        raise ModelError(f"model.name_or_path={name!r} could not be loaded as {auto_class.__name__} ({err}). Offline? "
+                         f"Pass a local directory written by save_pretrained (e.g. another run's export/).") from err
+
+
+def check_vocab(model: PreTrainedModel, tokenizer, name: str) -> None:
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise ModelError(f"tokenizer/model mismatch: the tokenizer has {len(tokenizer)} tokens but {name} has "
+                         f"{rows} embedding rows; use the tokenizer saved with the model "
+                         f"(model.tokenizer.kind=pretrained, model.tokenizer.name_or_path={name})")
+
+
+def build_masked_lm(cfg: Any, tokenizer) -> PreTrainedModel:
+    """A masked-LM: ``BertForMaskedLM`` from the config sizes, or any ``AutoModelForMaskedLM`` checkpoint."""
+    if _get(cfg, "source") == "pretrained":
+        name = _get(cfg, "name_or_path")
+        model = _from_pretrained(AutoModelForMaskedLM, name)
+        check_vocab(model, tokenizer, name)
+        return model
+    if _get(cfg, "arch", "bert") != "bert":
+        raise ModelError(f"model.arch={_get(cfg, 'arch')!r} cannot do masked-LM; use model.arch=bert")
+    if tokenizer.mask_token_id is None:
+        raise ModelError("the tokenizer has no [MASK] token; masked-LM needs a wordpiece tokenizer "
+                         "(model.tokenizer.algorithm=wordpiece)")
+    return BertForMaskedLM(bert_config(cfg, tokenizer))

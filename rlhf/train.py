@@ -1,0 +1,203 @@
+"""``rlhf-train``: compose the config, build data, module, loggers, callbacks and trainer, fit, test, export.
+
+    rlhf-train                                   # masked-LM pretraining of a tiny BERT on BBC News (CPU, offline)
+    rlhf-train experiment=mlm_minilm trainer=gpu
+    rlhf-train -m method.lr=1e-4,3e-4 seed=1,2,3  # a sweep: one run (and one W&B run) per job
+    rlhf-train ckpt_path=last                    # resume the newest run of this method
+
+Returns the value of ``optimized_metric`` so Hydra sweepers can optimise it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import hydra  # noqa: E402
+import lightning.pytorch as pl  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from rlhf.config import ConfigError, key_hints, register_configs, register_resolvers, resolved_config, validate_config  # noqa: E402
+from rlhf.data.readers import DataError  # noqa: E402
+from rlhf.models.backbones import ModelError  # noqa: E402
+from rlhf.utils.builders import build_callbacks, build_loggers, build_strategy, trainer_kwargs  # noqa: E402
+from rlhf.utils.run import (  # noqa: E402
+    WANDB_ID_FILE,
+    ResumeError,
+    previous_wandb_id,
+    resolve_ckpt_path,
+    run_metadata,
+    scalar_metrics,
+    write_json,
+)
+
+log = logging.getLogger("rlhf")
+USER_ERRORS = (ConfigError, DataError, ModelError, ResumeError)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+register_configs()
+register_resolvers()
+
+
+def _hydra_choice(group: str) -> str | None:
+    if HydraConfig.initialized():
+        return HydraConfig.get().runtime.choices.get(group)
+    return None
+
+
+def _method_name(cfg: DictConfig) -> str:
+    return _hydra_choice("method") or str(cfg.method._target_).rsplit(".", 1)[-1]
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """One training run. Returns its final metrics (also written to ``<run dir>/metrics.json``)."""
+    validate_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True)
+    method = _method_name(cfg)
+    ckpt = resolve_ckpt_path(cfg.ckpt_path, output_dir, Path(cfg.paths.log_dir), _hydra_choice("method"))
+    if ckpt is not None:
+        log.info(f"Resuming from {ckpt}")
+
+    datamodule, module = build_data_and_module(cfg, output_dir / "tokenizer")
+
+    strategy = build_strategy(cfg.strategy, cfg.trainer.accelerator)
+    distributed = cfg.strategy.name != "auto"
+    group = cfg.experiment_name or method
+    if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+        group = f"{group}/{Path(HydraConfig.get().sweep.dir).name}"
+    loggers = build_loggers(cfg.logger, output_dir, method, list(cfg.tags), group, previous_wandb_id(ckpt))
+    callbacks = build_callbacks(cfg.callbacks, output_dir, cfg.optimized_metric, cfg.trainer.enable_checkpointing,
+                                distributed)
+    kwargs = trainer_kwargs(cfg.trainer)
+    kwargs["default_root_dir"] = kwargs.get("default_root_dir") or str(output_dir)
+    if cfg.callbacks.progress_bar == "none":
+        kwargs["enable_progress_bar"] = False
+    trainer = pl.Trainer(**kwargs, strategy=strategy, callbacks=callbacks, logger=loggers or False)
+
+    _record_provenance(cfg, trainer, output_dir)
+    metrics: dict[str, Any] = {}
+    if cfg.train:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+        metrics.update(scalar_metrics(trainer.callback_metrics))
+    if cfg.test:
+        results = trainer.test(module, datamodule=datamodule)
+        metrics.update(scalar_metrics(results[0] if results else {}))
+        metrics.update(scalar_metrics(trainer.callback_metrics))
+    metrics.update(datamodule.data_metrics())
+    metrics["trainer/global_step"] = float(trainer.global_step)
+
+    if trainer.is_global_zero:
+        for logger in trainer.loggers:
+            logger.log_metrics({k: v for k, v in metrics.items() if k.startswith("data/")}, step=trainer.global_step)
+        write_json(output_dir / "metrics.json", metrics)
+        export_dir = module.export(output_dir / "export") if cfg.export else None
+        _print_summary(output_dir, trainer, export_dir, metrics, cfg.optimized_metric)
+    return metrics
+
+
+def build_data_and_module(cfg: DictConfig, tokenizer_dir: Path) -> tuple[pl.LightningDataModule, pl.LightningModule]:
+    """The DataModule (which owns the tokenizer), then the LightningModule built from primitives and the saved
+    tokenizer, so that ``load_from_checkpoint`` needs nothing but the checkpoint and that directory."""
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    datamodule = instantiate(cfg.data, tokenizer=model_cfg["tokenizer"], seed=cfg.seed, _recursive_=False)
+    datamodule.tokenizer.save_pretrained(str(tokenizer_dir))
+    module = instantiate(cfg.method, model=model_cfg, tokenizer_dir=str(tokenizer_dir), _recursive_=False)
+    return datamodule, module
+
+
+def _record_provenance(cfg: DictConfig, trainer: pl.Trainer, output_dir: Path) -> None:
+    """Resolved config, git commit and versions: in the run dir and in every logger (rank 0 only)."""
+    if not trainer.is_global_zero:
+        return
+    resolved = resolved_config(cfg)
+    meta = run_metadata()
+    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(resolved))
+    write_json(output_dir / "run_metadata.json", meta)
+    for logger in trainer.loggers:
+        logger.log_hyperparams({**resolved, "run": meta})
+        experiment = getattr(logger, "experiment", None)
+        run_id = getattr(experiment, "id", None)
+        if isinstance(run_id, str):
+            (output_dir / WANDB_ID_FILE).write_text(run_id)
+
+
+@rank_zero_only
+def _print_summary(output_dir: Path, trainer: pl.Trainer, export_dir: Path | None, metrics: dict,
+                   optimized_metric: str | None) -> None:
+    ckpt_cb = trainer.checkpoint_callback
+    last = Path(ckpt_cb.dirpath) / "last.ckpt" if ckpt_cb is not None and ckpt_cb.dirpath else None
+    wandb_dirs = sorted((output_dir / "wandb").glob("*run-*")) if (output_dir / "wandb").exists() else []
+    lines = [
+        "",
+        "Run finished.",
+        f"  run dir             : {output_dir}",
+        f"  checkpoint          : {last if last and last.exists() else '(none)'}",
+        f"  HF export           : {export_dir or '(export=false)'}",
+        f"  metrics             : {output_dir / 'metrics.json'}",
+        f"  W&B run             : {wandb_dirs[-1] if wandb_dirs else '(W&B off)'}",
+    ]
+    if wandb_dirs and "offline" in wandb_dirs[-1].name:
+        lines.append(f"                        (offline; upload with: wandb sync {wandb_dirs[-1]})")
+    if optimized_metric and optimized_metric in metrics:
+        lines.append(f"  {optimized_metric:<20}: {metrics[optimized_metric]:.4f}")
+    for key in ("val/perplexity", "test/loss", "test/perplexity", "test/masked_accuracy"):
+        if key in metrics and isinstance(metrics[key], float):
+            lines.append(f"  {key:<20}: {metrics[key]:.4f}")
+    print("\n".join(lines), flush=True)
+
+
+def run_and_close(cfg: DictConfig) -> dict[str, Any]:
+    """:func:`run`, then always finish the W&B run, even on error, so the next job of a sweep starts clean."""
+    try:
+        return run(cfg)
+    except BaseException:
+        _finish_wandb(exit_code=1)
+        raise
+    finally:
+        _finish_wandb(exit_code=0)
+
+
+def _finish_wandb(exit_code: int) -> None:
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        wandb.finish(exit_code=exit_code)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = run_and_close(cfg)
+    except USER_ERRORS as err:  # a message for the user, not a traceback from deep inside a library
+        print(f"\nError: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from err
+    value = metrics.get(cfg.optimized_metric) if cfg.optimized_metric else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def main() -> None:
+    if not CONFIG_DIR.is_dir():
+        raise SystemExit(f"config tree not found at {CONFIG_DIR}: install from a clone with pip install -e .")
+    try:
+        _hydra_main()
+    except SystemExit as stop:
+        if stop.code:
+            for hint in key_hints(sys.argv[1:]):
+                print(f"Hint: {hint}", file=sys.stderr)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Turn the logger, callbacks and strategy groups of the config into Lightning objects."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichProgressBar,
+    TQDMProgressBar,
+)
+from omegaconf import DictConfig, OmegaConf
+
+from rlhf.config import ConfigError
+
+
+class DistributedTeardown(Callback):
+    """Barrier and destroy the process group when a stage ends: avoids gloo's sporadic abort at interpreter exit."""
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+class TokenThroughput(Callback):
+    """Logs ``train/tokens_per_sec`` and ``train/samples_per_sec`` (all ranks) over each logging window."""
+
+    def __init__(self):
+        self._t0: float | None = None
+        self._tokens = 0
+        self._samples = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        import time
+
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+        mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+        if mask is not None:
+            self._tokens += int(mask.sum()) * trainer.world_size
+            self._samples += mask.shape[0] * trainer.world_size
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+
+        if (trainer.global_step % trainer.log_every_n_steps) or self._t0 is None or not self._tokens:
+            return
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        pl_module.log_dict({"train/tokens_per_sec": self._tokens / elapsed,
+                            "train/samples_per_sec": self._samples / elapsed}, rank_zero_only=True)
+        self._t0, self._tokens, self._samples = time.perf_counter(), 0, 0
+
+
+def build_callbacks(cfg: DictConfig, output_dir: Path, optimized_metric: str | None,
+                    enable_checkpointing: bool, distributed: bool) -> list[Callback]:
+    callbacks: list[Callback] = []
+    ckpt = cfg.checkpoint
+    if enable_checkpointing:
+        monitor = ckpt.monitor or optimized_metric
+        callbacks.append(ModelCheckpoint(
+            dirpath=str(output_dir / "checkpoints"), filename="step{step:06d}", auto_insert_metric_name=False,
+            monitor=monitor if ckpt.save_top_k else None, mode=ckpt.mode, save_top_k=ckpt.save_top_k,
+            save_last=True, every_n_train_steps=ckpt.every_n_train_steps))
+    if cfg.progress_bar == "rich":
+        callbacks.append(RichProgressBar(leave=True))
+    elif cfg.progress_bar == "tqdm":
+        callbacks.append(TQDMProgressBar())
+    if cfg.lr_monitor:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if cfg.throughput:
+        callbacks.append(TokenThroughput())
+    if cfg.early_stopping_patience:
+        if not optimized_metric:
+            raise ConfigError("callbacks.early_stopping_patience needs optimized_metric (the metric to watch)")
+        callbacks.append(EarlyStopping(monitor=optimized_metric, mode=ckpt.mode,
+                                       patience=cfg.early_stopping_patience))
+    if distributed:
+        callbacks.append(DistributedTeardown())
+    return callbacks
+
+
+def build_strategy(cfg: DictConfig, accelerator: str) -> Any:
+    """A Lightning strategy object (or ``"auto"``) from ``rlhf.config.StrategyConf``."""
+    name = cfg.name
+    if name == "auto":
+        return "auto"
+    timeout = timedelta(minutes=cfg.timeout_minutes)
+    if name in ("fsdp", "deepspeed") and accelerator == "cpu":
+        raise ConfigError(f"strategy={name} needs GPUs (Lightning refuses it on CPU); on CPU use strategy=ddp or "
+                          f"strategy=ddp_spawn with trainer.devices=2")
+    if name in ("ddp", "ddp_spawn", "ddp_fork"):
+        from lightning.pytorch.strategies import DDPStrategy
+
+        start_method = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork"}[name]
+        return DDPStrategy(start_method=start_method, process_group_backend=cfg.process_group_backend,
+                           find_unused_parameters=cfg.find_unused_parameters, timeout=timeout)
+    if name == "fsdp":
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        return FSDPStrategy(sharding_strategy=cfg.sharding_strategy, process_group_backend=cfg.process_group_backend,
+                            timeout=timeout)
+    if name == "deepspeed":
+        from lightning.pytorch.strategies import DeepSpeedStrategy
+
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError as err:
+            raise ConfigError("strategy=deepspeed needs the deepspeed package: pip install deepspeed") from err
+        return DeepSpeedStrategy(stage=cfg.stage, offload_optimizer=cfg.offload_optimizer,
+                                 offload_parameters=cfg.offload_parameters, timeout=timeout)
+    raise ConfigError(f"strategy.name={name!r} is not known")
+
+
+def build_loggers(cfg: DictConfig, output_dir: Path, name: str, tags: list[str], group: str | None,
+                  resume_id: str | None) -> list:
+    loggers = []
+    if cfg.wandb is not None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        w = cfg.wandb
+        kwargs: dict[str, Any] = dict(project=w.project, entity=w.entity, group=w.group or group,
+                                      job_type=w.job_type or name, tags=list(tags), save_dir=str(output_dir),
+                                      log_model=w.log_model, name=output_dir.name)
+        if w.mode == "disabled":
+            kwargs["mode"] = "disabled"
+        else:
+            kwargs["offline"] = w.mode == "offline"
+        if resume_id:
+            kwargs.update(id=resume_id, resume="allow")
+        loggers.append(WandbLogger(**kwargs))
+    if cfg.csv:
+        from lightning.pytorch.loggers import CSVLogger
+
+        loggers.append(CSVLogger(save_dir=str(output_dir), name="csv"))
+    return loggers
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """The trainer group as keyword arguments (``None`` values left to Lightning's defaults)."""
+    kwargs = OmegaConf.to_container(cfg, resolve=True)
+    kwargs.pop("_target_", None)
+    return {k: v for k, v in kwargs.items() if v is not None or k in ("gradient_clip_val", "check_val_every_n_epoch")}

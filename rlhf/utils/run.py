@@ -1,0 +1,117 @@
+"""Run-directory bookkeeping: provenance (git commit, versions), resume targets, metrics.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("rlhf", "torch", "lightning", "transformers", "tokenizers", "hydra-core", "omegaconf", "wandb",
+            "torchmetrics", "numpy")
+WANDB_ID_FILE = "wandb_run_id.txt"
+
+
+class ResumeError(FileNotFoundError):
+    """``ckpt_path`` names nothing that can be resumed."""
+
+
+def git_state() -> dict[str, Any]:
+    """Commit and dirtiness of the source tree the ``rlhf`` package runs from (None outside a git checkout)."""
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def run_metadata() -> dict[str, Any]:
+    return {**git_state(), "versions": package_versions(), "python": platform.python_version(),
+            "platform": platform.platform(), "command": " ".join(sys.argv)}
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write to a temporary file and rename into place: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def scalar_metrics(values: dict[str, Any]) -> dict[str, float]:
+    """Tensors and numbers to plain floats (non-finite values kept as strings so JSON stays valid)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        try:
+            number = float(value.item() if hasattr(value, "item") else value)
+        except (TypeError, ValueError):
+            continue
+        out[key] = number if math.isfinite(number) else str(number)
+    return out
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, method: str | None
+                      ) -> Path | None:
+    """``last``: this run dir's ``last.ckpt`` if there is one (a pinned ``hydra.run.dir``), else the newest
+    ``last.ckpt`` of the same method under ``log_dir``. A directory: its ``checkpoints/last.ckpt``. A file: itself."""
+    if not ckpt_path:
+        return None
+    if ckpt_path == "last":
+        own = output_dir / "checkpoints" / "last.ckpt"
+        if own.exists():
+            return own
+        search_root = log_dir / method if method and (log_dir / method).is_dir() else log_dir
+        candidates = [p for p in search_root.glob("**/checkpoints/last.ckpt") if output_dir not in p.parents]
+        if not candidates:
+            raise ResumeError(f"ckpt_path=last: no last.ckpt under {search_root}; train once first, or pass a "
+                              f"checkpoint file or run directory as ckpt_path")
+        return max(candidates, key=lambda p: p.stat().st_mtime)
+    path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
+            if candidate.exists():
+                return candidate
+        raise ResumeError(f"ckpt_path={ckpt_path}: the directory holds no checkpoints/last.ckpt")
+    if not path.exists():
+        raise ResumeError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    return path
+
+
+def previous_wandb_id(ckpt: Path | None) -> str | None:
+    """The W&B run id stored in the run directory of a checkpoint, so a resume continues the same W&B run."""
+    if ckpt is None:
+        return None
+    for directory in (ckpt.parent, ckpt.parent.parent):
+        marker = directory / WANDB_ID_FILE
+        if marker.exists():
+            return marker.read_text().strip() or None
+    return None

@@ -1,0 +1,106 @@
+"""The config tree: every shipped option composes and validates; bad values fail before any model is built."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from rlhf.config import ConfigError, validate_config
+from rlhf.train import CONFIG_DIR, build_data_and_module
+from rlhf.utils.builders import build_strategy
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+GROUP_OPTIONS = [(group.name, p.stem) for group in sorted(CONFIG_DIR.iterdir()) if group.is_dir()
+                 and group.name not in ("experiment", "hydra", "hparams_search") for p in sorted(group.glob("*.yaml"))]
+
+
+def test_default_config_validates(make_cfg):
+    cfg = make_cfg(fast=False)
+    validate_config(cfg)
+    assert cfg.method.lr == 1e-3 and cfg.data.mask_prob == 0.15 and cfg.trainer.max_steps == 500
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_validates_and_instantiates(make_cfg, experiment, tmp_path):
+    cfg = make_cfg(f"experiment={experiment}", fast=False)
+    validate_config(cfg)
+    assert cfg.experiment_name == experiment
+    if cfg.model.source == "config":  # the tokenizer of a pretrained model is loaded, not trained on the corpus
+        cfg.data.source.max_documents = 300
+    datamodule, module = build_data_and_module(cfg, tmp_path / "tok")
+    assert datamodule.tokenizer is module.tokenizer or len(datamodule.tokenizer) == len(module.tokenizer)
+    assert sum(p.numel() for p in module.parameters()) > 0
+
+
+@pytest.mark.parametrize("group,option", [g for g in GROUP_OPTIONS if g[0] != "model" or g[1] != "pretrained"])
+def test_every_group_option_composes(make_cfg, group, option):
+    overrides = [f"{group}={option}"]
+    if option == "text_file_mlm":
+        overrides.append("data.source.path=corpus.jsonl")
+    cfg = make_cfg(*overrides, fast=False)
+    if group == "strategy" and option in ("fsdp", "deepspeed", "deepspeed_stage_3"):
+        with pytest.raises(ConfigError, match="needs GPUs"):
+            build_strategy(cfg.strategy, "cpu")
+    validate_config(cfg)
+
+
+def test_pretrained_model_requires_a_name(make_cfg):
+    cfg = make_cfg("model=pretrained", fast=False)
+    with pytest.raises(ConfigError, match=r"model.name_or_path"):
+        validate_config(cfg)
+
+
+def test_typo_fails_at_composition_naming_the_key(make_cfg):
+    with pytest.raises(ConfigCompositionException, match=r"trainer\.max_step"):
+        make_cfg("trainer.max_step=5")
+
+
+def test_added_unknown_key_fails_with_suggestion(make_cfg):
+    cfg = make_cfg("+trainer.max_step=5")
+    with pytest.raises(ConfigError, match=r"trainer\.max_step is not a known key of trainer\. Did you mean: max_steps"):
+        validate_config(cfg)
+
+
+def test_wrong_type_fails_at_composition_naming_the_key(make_cfg):
+    with pytest.raises(ConfigCompositionException, match=r"method\.lr=abc") as info:
+        make_cfg("method.lr=abc")
+    assert "could not be converted to float" in str(info.value.__cause__).lower()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.mask_prob=1.5", r"data\.mask_prob=1\.5 must be > 0\.0 and <= 1\.0"),
+    ("method.lr=-1", r"method\.lr=-1\.0 must be > 0\.0"),
+    ("method.scheduler=exponential", r"method\.scheduler='exponential' must be one of: constant, linear, cosine"),
+    ("data.split.val_fraction=0.6", None),
+    ("data.mask_replace_prob=0.95", r"data\.mask_replace_prob \+ random_replace_prob = 1\.05 must be <= 1"),
+    ("model.num_heads=3", r"model\.num_heads=3 must divide model\.hidden_size=64"),
+    ("data.source.kind=file", r"data\.source\.path is required when source\.kind=file"),
+    ("trainer.precision=8-bit", r"trainer\.precision='8-bit' must be one of"),
+    ("method.betas=[0.9,1.5]", r"method\.betas=\[0\.9, 1\.5\] must be two numbers in \[0, 1\)"),
+])
+def test_out_of_range_values_fail_before_anything_is_built(make_cfg, override, message):
+    cfg = make_cfg(override)
+    if message is None:
+        validate_config(cfg)  # 0.6 + 0.1 < 1 is allowed
+        return
+    with pytest.raises(ConfigError, match=message):
+        validate_config(cfg)
+
+
+def test_cli_reports_a_bad_value_and_exits_nonzero(tmp_path):
+    """What a user sees: the bad key and what is allowed, exit code 1, nothing trained."""
+    out = subprocess.run([sys.executable, "-m", "rlhf.train", "data.mask_prob=1.5", f"hydra.run.dir={tmp_path}/run",
+                          "logger=none"], capture_output=True, text=True, timeout=120,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.returncode == 1
+    assert "data.mask_prob=1.5 must be > 0.0 and <= 1.0" in out.stderr + out.stdout
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_cli_reports_a_typo(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "rlhf.train", "trainer.max_step=5", f"hydra.run.dir={tmp_path}/run"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "trainer.max_step" in out.stderr and "max_steps" in out.stderr
