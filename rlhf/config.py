@@ -250,6 +250,8 @@ class CallbacksConf:
     lr_monitor: bool = spec(True, help="Log the learning rate.")
     throughput: bool = spec(True, help="Log tokens/s and samples/s.")
     early_stopping_patience: int | None = spec(None, ge=1, help="Stop after N validations without improvement.")
+    stop_at_step: int | None = spec(None, ge=1, help="Stop after this step as if preempted (validates, saves "
+                                                     "last.ckpt); resume with ckpt_path=last.")
 
 
 @dataclass

@@ -73,7 +73,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     strategy = build_strategy(cfg.strategy, cfg.trainer.accelerator)
     distributed = cfg.strategy.name != "auto"
     group = cfg.experiment_name or method
-    if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+    if HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
         group = f"{group}/{Path(HydraConfig.get().sweep.dir).name}"
     loggers = build_loggers(cfg.logger, output_dir, method, list(cfg.tags), group, previous_wandb_id(ckpt))
     callbacks = build_callbacks(cfg.callbacks, output_dir, cfg.optimized_metric, cfg.trainer.enable_checkpointing,

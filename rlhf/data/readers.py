@@ -81,7 +81,7 @@ def read_records(path: str | Path, fmt: str = "auto", text_column: str = "text")
                 for row, line in enumerate(handle, start=1):
                     yield row, {text_column: line.rstrip("\n")}
     except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start}); re-encode the file as UTF-8")
+        raise DataError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start}); re-encode the file as UTF-8") from None
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror})") from err
 
@@ -121,8 +121,7 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, dict]]:
         table = pq.read_table(path)
     except Exception as err:
         raise DataError(f"{path}: not a readable parquet file ({err})") from err
-    for row, record in enumerate(table.to_pylist(), start=1):
-        yield row, record
+    yield from enumerate(table.to_pylist(), start=1)
 
 
 def read_hf_dataset(name_or_path: str, split: str = "train", config: str | None = None
@@ -145,8 +144,7 @@ def read_hf_dataset(name_or_path: str, split: str = "train", config: str | None 
     except Exception as err:
         raise DataError(f"Hugging Face dataset '{name_or_path}' (config={config}, split={split}) could not be "
                         f"loaded: {err}. Offline? Save it with save_to_disk and pass the directory.") from err
-    for row, record in enumerate(dataset, start=1):
-        yield row, record
+    yield from enumerate(dataset, start=1)
 
 
 def require_text(record: dict, column: str, where: str, available: list[str] | None = None) -> Any:

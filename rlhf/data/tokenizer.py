@@ -23,7 +23,7 @@ BERT_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]
                  "mask_token": "[MASK]"}
 GPT_SPECIALS = {"eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
                 "pad_token": "<|pad|>"}
-_TOKENIZER_FORMAT = 1  # bump when the training recipe changes, so stale caches are not reused
+_TOKENIZER_FORMAT = 2  # bump when the training recipe changes, so stale caches are not reused
 
 
 def _get(cfg: Any, key: str, default=None):
@@ -43,6 +43,11 @@ def train_tokenizer(texts: Sequence[str], algorithm: str, vocab_size: int, min_f
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                             special_tokens=specials, continuing_subword_prefix="##")
         tok.train_from_iterator(texts, trainer=trainer)
+        # The trainer learns the same pieces every time but numbers them in hash-map order, which changes from
+        # process to process: renumber (specials first, then sorted) so the same corpus gives the same ids.
+        pieces = sorted(set(tok.get_vocab()) - set(specials))
+        vocab = {piece: i for i, piece in enumerate([*specials, *pieces])}
+        tok.model = models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##")
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",

@@ -181,8 +181,12 @@ class TrainableModule(pl.LightningModule):
 
     # ---- exact resume --------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # tensors, ints and tuples only, so the checkpoint loads with torch.load(weights_only=True)
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
         checkpoint["rng_states"] = {
-            "torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "torch": torch.get_rng_state(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+            "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
 
@@ -193,7 +197,8 @@ class TrainableModule(pl.LightningModule):
         rank = self.trainer.global_rank if self._trainer is not None else 0
         if rank == 0:
             torch.set_rng_state(states["torch"])
-            np.random.set_state(states["numpy"])
+            kind, keys, pos, has_gauss, gauss = states["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
             random.setstate(states["python"])
             if states.get("cuda") is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(states["cuda"])

@@ -60,13 +60,36 @@ class TokenThroughput(Callback):
         self._t0, self._tokens, self._samples = time.perf_counter(), 0, 0
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is refreshed at every validation, even when no top-k checkpoint is
+    kept (``save_top_k=0``): Lightning 2.6 would otherwise write ``last.ckpt`` only when training ends, and a
+    preempted run would have nothing to resume from."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class StopAtStep(Callback):
+    """Stop after a given optimizer step as if the job were preempted: validation runs, ``last.ckpt`` is saved, and
+    ``ckpt_path=last`` continues on the same schedule (``trainer.max_steps`` still sets the lr decay)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
 def build_callbacks(cfg: DictConfig, output_dir: Path, optimized_metric: str | None,
                     enable_checkpointing: bool, distributed: bool) -> list[Callback]:
     callbacks: list[Callback] = []
     ckpt = cfg.checkpoint
     if enable_checkpointing:
         monitor = ckpt.monitor or optimized_metric
-        callbacks.append(ModelCheckpoint(
+        callbacks.append(RunCheckpoint(
             dirpath=str(output_dir / "checkpoints"), filename="step{step:06d}", auto_insert_metric_name=False,
             monitor=monitor if ckpt.save_top_k else None, mode=ckpt.mode, save_top_k=ckpt.save_top_k,
             save_last=True, every_n_train_steps=ckpt.every_n_train_steps))
@@ -83,6 +106,8 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, optimized_metric: str | N
             raise ConfigError("callbacks.early_stopping_patience needs optimized_metric (the metric to watch)")
         callbacks.append(EarlyStopping(monitor=optimized_metric, mode=ckpt.mode,
                                        patience=cfg.early_stopping_patience))
+    if cfg.stop_at_step:
+        callbacks.append(StopAtStep(cfg.stop_at_step))
     if distributed:
         callbacks.append(DistributedTeardown())
     return callbacks

@@ -42,7 +42,7 @@ class MaskedLMDataModule(TextDataModule):
         word_starts = None
         if self.whole_word_mask:
             word_starts = []
-            for i, ids in enumerate(encoded["input_ids"]):
+            for i in range(len(encoded["input_ids"])):
                 words = encoded.word_ids(i)
                 word_starts.append([w is None or j == 0 or w != words[j - 1] for j, w in enumerate(words)])
         body = self.block_size - 2

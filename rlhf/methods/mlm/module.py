@@ -26,9 +26,10 @@ class MaskedTokenMetrics(Metric):
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         sums = masked_lm_sums(logits.detach(), labels)
-        self.nll += sums["nll"].double()
-        self.correct += sums["correct"].double()
-        self.count += sums["count"].double()
+        # out of place: states reset under inference mode must not be updated in place later
+        self.nll = self.nll + sums["nll"].double()
+        self.correct = self.correct + sums["correct"].double()
+        self.count = self.count + sums["count"].double()
 
     def compute(self) -> dict[str, torch.Tensor]:
         count = self.count.clamp(min=1)
