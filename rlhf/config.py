@@ -224,8 +224,9 @@ class WandbConf:
     entity: str | None = spec(None, help="W&B entity (team or user).")
     group: str | None = spec(None, help="Run group (default: the method; sweeps: the sweep dir).")
     job_type: str | None = spec(None, help="Job type (default: the method).")
-    mode: str = spec("offline", choices=["offline", "online", "disabled"],
-                     help="offline needs no key or network; sync later with `wandb sync <run dir>/wandb/...`.")
+    mode: str = spec("offline", choices=["offline", "online", "disabled", "dryrun"],
+                     help="offline (alias dryrun) needs no key or network; sync later with "
+                          "`wandb sync <run dir>/wandb/...`. Defaults to $WANDB_MODE.")
     log_model: bool = spec(False, help="Upload checkpoints as W&B artifacts (online only).")
 
 

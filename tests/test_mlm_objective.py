@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from rlhf.methods.mlm.module import MaskedTokenMetrics
-from rlhf.objectives.mlm import IGNORE_INDEX, mask_tokens, masked_lm_loss, masked_lm_sums
+from rlhf.objectives.mlm import IGNORE_INDEX, counter_uniform, mask_tokens, masked_lm_loss, masked_lm_sums
 
 MASK, CLS, SEP, PAD = 4, 2, 3, 0
 POOL = torch.arange(5, 1000)
@@ -24,7 +24,7 @@ def _batch(rows=400, length=128):
 def test_mask_rate_and_80_10_10_split():
     ids, maskable = _batch()
     corrupted, labels = mask_tokens(ids, maskable, mask_token_id=MASK, random_pool=POOL,
-                                    generator=torch.Generator().manual_seed(1))
+                                    keys=torch.arange(len(ids)))
     selected = labels != IGNORE_INDEX
     n_sel = selected.sum().item()
     rate = n_sel / maskable.sum().item()
@@ -43,7 +43,7 @@ def test_mask_rate_and_80_10_10_split():
 def test_special_and_pad_tokens_never_selected_or_changed():
     ids, maskable = _batch()
     corrupted, labels = mask_tokens(ids, maskable, mask_token_id=MASK, random_pool=POOL, mask_prob=0.9,
-                                    generator=torch.Generator().manual_seed(2))
+                                    keys=torch.arange(len(ids)))
     assert (labels[~maskable] == IGNORE_INDEX).all()
     assert torch.equal(corrupted[~maskable], ids[~maskable])
     assert not torch.isin(corrupted[maskable & (corrupted != MASK)], torch.tensor([CLS, SEP, PAD])).any()
@@ -53,19 +53,32 @@ def test_configurable_split_and_probability():
     ids, maskable = _batch()
     corrupted, labels = mask_tokens(ids, maskable, mask_token_id=MASK, random_pool=POOL, mask_prob=0.3,
                                     mask_replace_prob=1.0, random_replace_prob=0.0,
-                                    generator=torch.Generator().manual_seed(3))
+                                    keys=torch.arange(len(ids)) + 1000)
     selected = labels != IGNORE_INDEX
     assert abs(selected.sum().item() / maskable.sum().item() - 0.3) < 0.01
     assert (corrupted[selected] == MASK).all()
 
 
-def test_masking_is_a_function_of_the_generator():
-    ids, maskable = _batch(rows=4)
-    a = mask_tokens(ids, maskable, mask_token_id=MASK, random_pool=POOL, generator=torch.Generator().manual_seed(7))
-    b = mask_tokens(ids, maskable, mask_token_id=MASK, random_pool=POOL, generator=torch.Generator().manual_seed(7))
-    c = mask_tokens(ids, maskable, mask_token_id=MASK, random_pool=POOL, generator=torch.Generator().manual_seed(8))
-    assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
-    assert not torch.equal(a[1], c[1])
+def test_a_rows_mask_depends_on_its_key_only_not_on_its_batch():
+    ids, maskable = _batch(rows=6)
+    keys = torch.tensor([11, 12, 13, 14, 15, 16])
+    settings = dict(mask_token_id=MASK, random_pool=POOL)
+    whole = mask_tokens(ids, maskable, keys=keys, **settings)
+    # the same rows in another order and another batch: each row gets the same mask
+    order = torch.tensor([5, 0, 3])
+    part = mask_tokens(ids[order], maskable[order], keys=keys[order], **settings)
+    assert torch.equal(part[0], whole[0][order]) and torch.equal(part[1], whole[1][order])
+    other = mask_tokens(ids, maskable, keys=keys + 100, **settings)
+    assert not torch.equal(other[1], whole[1])
+
+
+def test_counter_uniform_is_uniform_and_deterministic():
+    u = counter_uniform(torch.full((200_000,), 7, dtype=torch.int64), torch.arange(200_000), stream=1)
+    assert 0.0 <= u.min() and u.max() < 1.0
+    assert abs(u.mean().item() - 0.5) < 0.005 and abs(u.var().item() - 1 / 12) < 0.002
+    counts = torch.histc(u, bins=10, min=0, max=1)
+    assert (counts - 20_000).abs().max() < 700  # ~5 sigma
+    assert torch.equal(u, counter_uniform(torch.full((200_000,), 7, dtype=torch.int64), torch.arange(200_000), 1))
 
 
 def test_whole_word_masking_selects_all_pieces_of_a_word():
@@ -76,9 +89,9 @@ def test_whole_word_masking_selects_all_pieces_of_a_word():
     starts = torch.tensor([True] + [j % 3 == 0 for j in range(3 * n_words)] + [True])
     maskable = torch.ones_like(ids, dtype=torch.bool)
     maskable[0] = maskable[-1] = False
-    _, labels = mask_tokens(ids, maskable, mask_token_id=MASK, random_pool=POOL, word_starts=starts,
-                            generator=torch.Generator().manual_seed(4))
-    selected = (labels != IGNORE_INDEX)[1:-1].reshape(n_words, 3)
+    _, labels = mask_tokens(ids[None], maskable[None], mask_token_id=MASK, random_pool=POOL,
+                            word_starts=starts[None], keys=torch.tensor([4]))
+    selected = (labels[0] != IGNORE_INDEX)[1:-1].reshape(n_words, 3)
     per_word = selected.sum(1)
     assert set(per_word.tolist()) <= {0, 3}  # all pieces of a word, or none
     assert abs((per_word == 3).float().mean().item() - 0.15) < 0.025

@@ -35,10 +35,11 @@ def _plain(cfg: Any) -> Any:
     return cfg
 
 
-def sample_generator(seed: int, split: str, epoch: int, index: int) -> torch.Generator:
-    """A generator owned by one sample of one epoch: the same numbers in any worker, on any rank, after a resume."""
-    key = hashlib.blake2b(f"{seed}/{split}/{epoch}/{index}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(key, "big") & (2**63 - 1))
+def sample_key(seed: int, split: str, epoch: int, index: int) -> int:
+    """A signed 64-bit key owned by one sample of one epoch: the seed of all its randomness (e.g. its MLM mask), the
+    same in any batch, worker process or rank, and after a resume."""
+    digest = hashlib.blake2b(f"{seed}/{split}/{epoch}/{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class TextDataModule(pl.LightningDataModule):

@@ -158,7 +158,7 @@ def build_loggers(cfg: DictConfig, output_dir: Path, name: str, tags: list[str],
         if w.mode == "disabled":
             kwargs["mode"] = "disabled"
         else:
-            kwargs["offline"] = w.mode == "offline"
+            kwargs["offline"] = w.mode in ("offline", "dryrun")
         if resume_id:
             kwargs.update(id=resume_id, resume="allow")
         loggers.append(WandbLogger(**kwargs))

@@ -4,6 +4,7 @@ masked dynamically: a new mask each epoch in training, a fixed mask for val/test
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
@@ -11,8 +12,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from rlhf.data.packing import pack_documents, truncate_documents
 from rlhf.data.readers import DataError
 from rlhf.data.sampling import EpochIndexed
-from rlhf.methods.base import TextDataModule, sample_generator
-from rlhf.objectives.mlm import IGNORE_INDEX, mask_tokens
+from rlhf.methods.base import TextDataModule, sample_key
+from rlhf.objectives.mlm import mask_tokens
 
 
 class MaskedLMDataModule(TextDataModule):
@@ -60,41 +61,49 @@ class MaskedLMDataModule(TextDataModule):
 
     def _make_transform(self, split: str):
         tok = self.tokenizer
-        specials = torch.tensor(self._special_ids())
-        vocab = torch.arange(len(tok))
-        random_pool = vocab[~torch.isin(vocab, specials)]
-        cls_id, sep_id, mask_id = tok.cls_token_id, tok.sep_token_id, tok.mask_token_id
-        settings = dict(mask_token_id=mask_id, random_pool=random_pool, mask_prob=self.mask_prob,
-                        mask_replace_prob=self.mask_replace_prob, random_replace_prob=self.random_replace_prob)
+        cls_id, sep_id = tok.cls_token_id, tok.sep_token_id
         seed = self.seed
 
         def transform(block, epoch: int, index: int) -> dict:
             ids, flags = block
-            input_ids = torch.tensor([cls_id, *ids, sep_id], dtype=torch.long)
-            maskable = ~torch.isin(input_ids, specials)
-            word_starts = None if flags is None else torch.tensor([True, *flags, True])
             # Training masks change every epoch; val/test masks are fixed (epoch -1) so evaluations are comparable.
-            generator = sample_generator(seed, split, epoch if split == "train" else -1, index)
-            corrupted, labels = mask_tokens(input_ids, maskable, word_starts=word_starts, generator=generator,
-                                            **settings)
-            return {"input_ids": corrupted, "labels": labels, "index": index}
+            key = sample_key(seed, split, epoch if split == "train" else -1, index)
+            return {"input_ids": torch.tensor([cls_id, *ids, sep_id], dtype=torch.long), "index": index, "key": key,
+                    "word_starts": None if flags is None else torch.tensor([True, *flags, True])}
 
         return transform
 
+    @cached_property
+    def _mask_settings(self) -> dict:
+        tok = self.tokenizer
+        specials = torch.tensor(self._special_ids())
+        vocab = torch.arange(len(tok))
+        return dict(mask_token_id=tok.mask_token_id, random_pool=vocab[~torch.isin(vocab, specials)],
+                    mask_prob=self.mask_prob, mask_replace_prob=self.mask_replace_prob,
+                    random_replace_prob=self.random_replace_prob)
+
     def collate(self, samples: list[dict]) -> dict[str, torch.Tensor]:
+        """Pad, then mask the whole batch at once; each row's mask is a function of its sample key only."""
         length = max(len(s["input_ids"]) for s in samples)
-        batch = {
-            "input_ids": torch.full((len(samples), length), self.tokenizer.pad_token_id, dtype=torch.long),
-            "labels": torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long),
-            "attention_mask": torch.zeros((len(samples), length), dtype=torch.long),
-            "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
-        }
+        input_ids = torch.full((len(samples), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
+        word_starts = torch.ones((len(samples), length), dtype=torch.bool) if self.whole_word_mask else None
         for row, sample in enumerate(samples):
             n = len(sample["input_ids"])
-            batch["input_ids"][row, :n] = sample["input_ids"]
-            batch["labels"][row, :n] = sample["labels"]
-            batch["attention_mask"][row, :n] = 1
-        return batch
+            input_ids[row, :n] = sample["input_ids"]
+            attention_mask[row, :n] = 1
+            if word_starts is not None:
+                word_starts[row, :n] = sample["word_starts"]
+        maskable = ~torch.isin(input_ids, self._special_tensor) & attention_mask.bool()
+        keys = torch.tensor([s["key"] for s in samples], dtype=torch.int64)
+        corrupted, labels = mask_tokens(input_ids, maskable, keys=keys, word_starts=word_starts,
+                                        **self._mask_settings)
+        return {"input_ids": corrupted, "labels": labels, "attention_mask": attention_mask,
+                "index": torch.tensor([s["index"] for s in samples], dtype=torch.long)}
+
+    @cached_property
+    def _special_tensor(self) -> torch.Tensor:
+        return torch.tensor(self._special_ids())
 
     def data_metrics(self) -> dict[str, float]:
         return {**super().data_metrics(), **self.packing_stats}

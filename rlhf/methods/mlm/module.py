@@ -59,11 +59,12 @@ class MaskedLMModule(TrainableModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
-        loss, logs = masked_lm_loss(logits, batch["labels"])
-        real = batch["attention_mask"].sum()
+        logging_step = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
+        loss, logs = masked_lm_loss(logits, batch["labels"], with_accuracy=logging_step)
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/masked_accuracy", logs["accuracy"])
-        self.log("train/mask_fraction", logs["masked_tokens"] / real.clamp(min=1))
+        if logging_step:
+            self.log("train/masked_accuracy", logs["accuracy"])
+            self.log("train/mask_fraction", logs["masked_tokens"] / batch["attention_mask"].sum().clamp(min=1))
         return loss
 
     def _eval_step(self, batch: dict, metrics: MaskedTokenMetrics) -> None:
@@ -77,7 +78,8 @@ class MaskedLMModule(TrainableModule):
 
     def _log_eval(self, stage: str, metrics: MaskedTokenMetrics) -> None:
         values = metrics.compute()
-        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=(stage == "val"), sync_dist=False)
+        # compute() has already reduced across devices; sync_dist only averages identical values
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=(stage == "val"), sync_dist=True)
         metrics.reset()
 
     def on_validation_epoch_end(self) -> None:

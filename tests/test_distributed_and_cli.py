@@ -1,0 +1,56 @@
+"""The command line as users run it: DDP over gloo with 2 CPU processes, resume with ckpt_path=last, W&B resume."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["logger=csv", "callbacks.progress_bar=none", "data.source.max_documents=300",
+         "model.tokenizer.vocab_size=1024", "model.hidden_size=64", "model.intermediate_size=128",
+         "model.num_heads=2", "data.block_size=32", "data.loader.batch_size=8", "trainer.limit_val_batches=4",
+         "trainer.limit_test_batches=4", "trainer.enable_model_summary=false", "method.warmup_steps=2"]
+
+
+def _train(tmp_path: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RLHF_CACHE_DIR": str(tmp_path.parent / "rlhf-cli-cache"), "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, "-m", "rlhf.train", f"paths.root_dir={tmp_path}", *SMALL, *overrides],
+                          capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path), env=env)
+
+
+def test_ddp_two_cpu_processes_over_gloo(tmp_path):
+    out = _train(tmp_path, "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_steps=6",
+                 "trainer.val_check_interval=3", f"hydra.run.dir={tmp_path}/run")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Starting with 2 processes" in out.stderr + out.stdout
+    run_dir = tmp_path / "run"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["trainer/global_step"] == 6.0 and metrics["test/loss"] > 0
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    assert (run_dir / "export" / "model.safetensors").exists()
+    assert not list(tmp_path.glob("logs/**/.pl_hydra_rank_1"))  # rank 1 wrote into the same run dir, no stray dirs
+    assert out.stdout.count("Run finished.") == 1  # printed by rank 0 only
+
+
+def test_ckpt_path_last_resumes_the_newest_run_and_its_wandb_run(tmp_path):
+    first = _train(tmp_path, "logger=wandb_csv", "trainer.max_steps=8", "trainer.val_check_interval=4",
+                   "callbacks.stop_at_step=4", "test=false", "export=false")
+    assert first.returncode == 0, first.stderr[-3000:]
+    first_dir = next(tmp_path.glob("logs/mlm/runs/*/*"))
+    wandb_id = (first_dir / "wandb_run_id.txt").read_text().strip()
+    second = _train(tmp_path, "logger=wandb_csv", "trainer.max_steps=8", "trainer.val_check_interval=4",
+                    "ckpt_path=last", "test=false")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"Resuming from {first_dir / 'checkpoints' / 'last.ckpt'}" in second.stderr + second.stdout
+    second_dir = next(d for d in tmp_path.glob("logs/mlm/runs/*/*") if d != first_dir)
+    assert json.loads((second_dir / "metrics.json").read_text())["trainer/global_step"] == 8.0
+    assert (second_dir / "wandb_run_id.txt").read_text().strip() == wandb_id  # the same W&B run continues
+
+
+def test_ckpt_path_last_without_any_run_is_a_clear_error(tmp_path):
+    out = _train(tmp_path, "ckpt_path=last")
+    assert out.returncode == 1
+    assert "ckpt_path=last: no last.ckpt under" in out.stderr
