@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from rlhf.config import ConfigError, key_hints, register_configs, register_resolvers, resolved_config, validate_config  # noqa: E402
 from rlhf.data.readers import DataError  # noqa: E402
+from rlhf.data.tokenizer import save_tokenizer  # noqa: E402
 from rlhf.models.backbones import ModelError  # noqa: E402
 from rlhf.utils.builders import build_callbacks, build_loggers, build_strategy, trainer_kwargs  # noqa: E402
 from rlhf.utils.run import (  # noqa: E402
@@ -110,7 +111,7 @@ def build_data_and_module(cfg: DictConfig, tokenizer_dir: Path) -> tuple[pl.Ligh
     tokenizer, so that ``load_from_checkpoint`` needs nothing but the checkpoint and that directory."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     datamodule = instantiate(cfg.data, tokenizer=model_cfg["tokenizer"], seed=cfg.seed, _recursive_=False)
-    datamodule.tokenizer.save_pretrained(str(tokenizer_dir))
+    save_tokenizer(datamodule.tokenizer, tokenizer_dir)
     module = instantiate(cfg.method, model=model_cfg, tokenizer_dir=str(tokenizer_dir), _recursive_=False)
     return datamodule, module
 

@@ -152,3 +152,16 @@ def test_tokenizer_is_trained_cached_and_reloaded(tmp_path):
     assert bpe.decode(bpe("Quarterly profits jumped").input_ids) == "Quarterly profits jumped"
     assert bpe.pad_token_id != bpe.eos_token_id
     assert len(list(tmp_path.iterdir())) == 2  # a different spec is a different cache entry
+
+
+def test_trained_wordpiece_ids_are_the_same_in_every_process(tmp_path):
+    """The tokenizers library numbers WordPiece pieces in hash-map order; ours are renumbered deterministically."""
+    import subprocess
+    import sys
+
+    script = ("from rlhf.data.corpora import bbc_news; from rlhf.data.tokenizer import train_tokenizer; "
+              "import hashlib, json; t = train_tokenizer([d['text'] for d in bbc_news()[:150]], 'wordpiece', 600); "
+              "print(hashlib.sha1(json.dumps(sorted(t.get_vocab().items())).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+               .stdout.strip().splitlines()[-1] for _ in range(2)}
+    assert len(digests) == 1

@@ -12,6 +12,8 @@ from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 from rlhf.methods.mlm import MaskedLMModule
 from rlhf.train import build_data_and_module, run, run_and_close
 
+FAST_SMALL = ["data.source.max_documents=100"]
+
 
 def _train_losses(run_dir: Path) -> dict[int, float]:
     losses = {}
@@ -118,3 +120,29 @@ def test_wandb_offline_run_records_resolved_config_and_provenance(make_cfg):
     assert "${" not in resolved and "cache_dir:" in resolved
     meta = json.loads((run_dir / "run_metadata.json").read_text())
     assert meta["versions"]["torch"] and "git_commit" in meta
+
+
+def test_wandb_run_is_closed_even_when_training_fails(make_cfg):
+    import wandb
+
+    from rlhf.data.readers import DataError
+
+    cfg = make_cfg("logger=wandb", "data.loader.batch_size=100000")
+    with pytest.raises(DataError, match="fewer than one global batch"):
+        run_and_close(cfg)
+    assert wandb.run is None
+
+
+def test_whole_word_masking_through_the_datamodule(make_cfg):
+    cfg = make_cfg("experiment=mlm_whole_word", *[o for o in FAST_SMALL])
+    datamodule, _ = build_data_and_module(cfg, Path(cfg.paths.output_dir) / "tok")
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    tok = datamodule.tokenizer
+    original = [datamodule.datasets["train"][(0, int(i))]["input_ids"] for i in batch["index"]]
+    for row, ids in enumerate(original):
+        pieces = tok.convert_ids_to_tokens(ids.tolist())
+        selected = (batch["labels"][row] != -100).tolist()
+        for j in range(1, len(pieces)):
+            if pieces[j].startswith("##"):  # a continuation piece is selected exactly when the piece before it is
+                assert selected[j] == selected[j - 1], (pieces[j - 1], pieces[j])

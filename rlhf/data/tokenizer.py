@@ -23,7 +23,7 @@ BERT_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]
                  "mask_token": "[MASK]"}
 GPT_SPECIALS = {"eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
                 "pad_token": "<|pad|>"}
-_TOKENIZER_FORMAT = 2  # bump when the training recipe changes, so stale caches are not reused
+_TOKENIZER_FORMAT = 3  # bump when the training recipe changes, so stale caches are not reused
 
 
 def _get(cfg: Any, key: str, default=None):
@@ -40,13 +40,8 @@ def train_tokenizer(texts: Sequence[str], algorithm: str, vocab_size: int, min_f
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, clean_text=True, strip_accents=lowercase)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=specials, continuing_subword_prefix="##")
-        tok.train_from_iterator(texts, trainer=trainer)
-        # The trainer learns the same pieces every time but numbers them in hash-map order, which changes from
-        # process to process: renumber (specials first, then sorted) so the same corpus gives the same ids.
-        pieces = sorted(set(tok.get_vocab()) - set(specials))
-        vocab = {piece: i for i, piece in enumerate([*specials, *pieces])}
+        pieces = _wordpiece_vocabulary(tok, texts, vocab_size - len(specials), min_frequency)
+        vocab = {piece: i for i, piece in enumerate([*specials, *sorted(set(pieces) - set(specials))])}
         tok.model = models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##")
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
@@ -68,6 +63,41 @@ def train_tokenizer(texts: Sequence[str], algorithm: str, vocab_size: int, min_f
         raise DataError(f"model.tokenizer.algorithm={algorithm!r} is not known; use wordpiece or bpe")
     wrapped.model_max_length = 1_000_000
     return wrapped
+
+
+_CONTINUATION = 0xF0000  # a private-use plane: continuation characters get their own (sorted) alphabet
+
+
+def _wordpiece_vocabulary(tok, texts: Sequence[str], size: int, min_frequency: int) -> list[str]:
+    """The pieces ``WordPieceTrainer`` would learn, but the same in every process.
+
+    ``WordPieceTrainer`` numbers its ``##`` continuation characters in hash-map order, and merge ties are broken by
+    those numbers, so two runs on the same text can learn different pieces (huggingface/tokenizers#1794). Here every
+    non-initial character of a word is shifted into a private-use plane and a plain BPE trainer (whose alphabet is
+    sorted, hence deterministic) learns the merges; shifted pieces become ``##`` pieces again afterwards.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    shift = {}
+
+    def mark(word: str) -> str:
+        return word[0] + "".join(shift.get(c) or shift.setdefault(c, chr(_CONTINUATION + ord(c)) if ord(c) < 0xFFFE
+                                                                    else c) for c in word[1:])
+
+    def words():
+        for text in texts:
+            normalized = tok.normalizer.normalize_str(text)
+            yield " ".join(mark(w) for w, _ in tok.pre_tokenizer.pre_tokenize_str(normalized))
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    bpe.train_from_iterator(words(), trainer=trainers.BpeTrainer(vocab_size=size, min_frequency=min_frequency,
+                                                                 show_progress=False))
+    pieces = []
+    for piece in bpe.get_vocab():
+        plain = "".join(chr(ord(c) - _CONTINUATION) if ord(c) >= _CONTINUATION else c for c in piece)
+        pieces.append("##" + plain if ord(piece[0]) >= _CONTINUATION else plain)
+    return pieces
 
 
 def tokenizer_cache_key(texts: Sequence[str], spec: Any) -> str:
@@ -104,18 +134,27 @@ def build_tokenizer(spec: Any, texts: Sequence[str] | None, cache_dir: str | os.
     target = Path(cache_dir).expanduser() / tokenizer_cache_key(texts, spec)
     if (target / "tokenizer.json").exists():
         return PreTrainedTokenizerFast.from_pretrained(str(target))
-    tokenizer = _train_from_spec(texts, spec)
+    save_tokenizer(_train_from_spec(texts, spec), target)
+    return PreTrainedTokenizerFast.from_pretrained(str(target))
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, target: str | os.PathLike) -> Path:
+    """``save_pretrained`` into a temporary directory renamed into place: a crash never leaves a half-written
+    tokenizer, and when several processes (DDP ranks) save the same one, the first complete copy wins."""
+    target = Path(target)
+    if (target / "tokenizer_config.json").exists():
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         tokenizer.save_pretrained(str(staging))
         try:
             os.replace(staging, target)
-        except OSError:  # another process won the race: use its copy
+        except OSError:  # another process renamed its complete copy first: use that one
             pass
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return PreTrainedTokenizerFast.from_pretrained(str(target))
+    return target
 
 
 def _train_from_spec(texts: list[str], spec: Any) -> PreTrainedTokenizerFast:

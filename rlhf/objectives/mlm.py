@@ -39,7 +39,7 @@ def counter_uniform(keys: torch.Tensor, counters: torch.Tensor, stream: int) -> 
 
 def mask_tokens(input_ids: torch.Tensor, maskable: torch.Tensor, *, keys: torch.Tensor, mask_token_id: int,
                 random_pool: torch.Tensor, mask_prob: float = 0.15, mask_replace_prob: float = 0.8,
-                random_replace_prob: float = 0.1, word_starts: Optional[torch.Tensor] = None
+                random_replace_prob: float = 0.1, word_starts: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Select tokens for prediction and corrupt them (Devlin et al. 2019, as in ``DataCollatorForLanguageModeling``).
 
