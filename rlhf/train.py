@@ -78,7 +78,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         group = f"{group}/{Path(HydraConfig.get().sweep.dir).name}"
     loggers = build_loggers(cfg.logger, output_dir, method, list(cfg.tags), group, previous_wandb_id(ckpt))
     callbacks = build_callbacks(cfg.callbacks, output_dir, cfg.optimized_metric, cfg.trainer.enable_checkpointing,
-                                distributed)
+                                distributed, has_logger=bool(loggers))
     kwargs = trainer_kwargs(cfg.trainer)
     kwargs["default_root_dir"] = kwargs.get("default_root_dir") or str(output_dir)
     if cfg.callbacks.progress_bar == "none":

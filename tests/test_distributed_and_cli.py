@@ -17,7 +17,10 @@ SMALL = ["logger=csv", "callbacks.progress_bar=none", "data.source.max_documents
 
 def _train(tmp_path: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "RLHF_CACHE_DIR": str(tmp_path.parent / "rlhf-cli-cache"), "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, "-m", "rlhf.train", f"paths.root_dir={tmp_path}", *SMALL, *overrides],
+    flags = [o for o in overrides if o.startswith("-")]  # hydra's flags (-m) go before the overrides
+    overrides = [o for o in overrides if not o.startswith("-")]
+    return subprocess.run([sys.executable, "-m", "rlhf.train", *flags, f"paths.root_dir={tmp_path}", *SMALL,
+                           *overrides],
                           capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path), env=env)
 
 
@@ -54,3 +57,14 @@ def test_ckpt_path_last_without_any_run_is_a_clear_error(tmp_path):
     out = _train(tmp_path, "ckpt_path=last")
     assert out.returncode == 1
     assert "ckpt_path=last: no last.ckpt under" in out.stderr
+
+
+def test_multirun_gives_one_run_dir_per_job(tmp_path):
+    out = _train(tmp_path, "-m", "seed=1,2", "trainer.max_steps=2", "trainer.val_check_interval=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = sorted(tmp_path.glob("logs/mlm/multiruns/*/*/[0-9]"))
+    assert [j.name for j in jobs] == ["0", "1"]
+    seeds = [int(line.split(":")[1]) for j in jobs for line in (j / "config_resolved.yaml").read_text().splitlines()
+             if line.startswith("seed:")]
+    assert seeds == [1, 2]
+    assert all((j / "metrics.json").exists() for j in jobs)

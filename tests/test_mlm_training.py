@@ -33,6 +33,14 @@ def test_fast_dev_run_from_the_real_config(make_cfg):
     assert (run_dir / "export" / "config.json").exists()
 
 
+def test_logger_none_runs_and_still_writes_metrics(make_cfg):
+    cfg = make_cfg("logger=none", "trainer.max_steps=2", "trainer.val_check_interval=2")
+    metrics = run(cfg)
+    assert metrics["trainer/global_step"] == 2
+    assert json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["test/loss"] > 0
+    assert not (Path(cfg.paths.output_dir) / "wandb").exists() and not (Path(cfg.paths.output_dir) / "csv").exists()
+
+
 def test_mlm_learns_val_perplexity_halves(make_cfg):
     """Held-out perplexity at most half of its step-0 value after 150 CPU steps (measured: ~1000 -> ~300)."""
     cfg = make_cfg("trainer.max_steps=150", "trainer.val_check_interval=150", "trainer.limit_val_batches=8",

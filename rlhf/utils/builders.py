@@ -84,7 +84,7 @@ class StopAtStep(Callback):
 
 
 def build_callbacks(cfg: DictConfig, output_dir: Path, optimized_metric: str | None,
-                    enable_checkpointing: bool, distributed: bool) -> list[Callback]:
+                    enable_checkpointing: bool, distributed: bool, has_logger: bool = True) -> list[Callback]:
     callbacks: list[Callback] = []
     ckpt = cfg.checkpoint
     if enable_checkpointing:
@@ -97,7 +97,7 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, optimized_metric: str | N
         callbacks.append(RichProgressBar(leave=True))
     elif cfg.progress_bar == "tqdm":
         callbacks.append(TQDMProgressBar())
-    if cfg.lr_monitor:
+    if cfg.lr_monitor and has_logger:  # Lightning refuses a LearningRateMonitor without a logger
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     if cfg.throughput:
         callbacks.append(TokenThroughput())
