@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from typing import Any
 
 from rlhf.data.corpora import bbc_news, chatterbot_dialogues
 from rlhf.data.readers import DataError, DropReport, read_hf_dataset, read_records, require_text
+from rlhf.utils.fields import get_field
 
 SPLITS = ("train", "val", "test")
-
-
-def _get(cfg: Any, key: str, default=None):
-    return cfg.get(key, default) if isinstance(cfg, Mapping) else getattr(cfg, key, default)
 
 
 def load_documents(source: Any, report: DropReport | None = None) -> list[dict]:
@@ -21,11 +17,11 @@ def load_documents(source: Any, report: DropReport | None = None) -> list[dict]:
 
     Empty or whitespace-only texts are dropped and counted (``on_empty=drop``) or raise (``on_empty=error``).
     """
-    kind = _get(source, "kind")
-    text_column = _get(source, "text_column", "text")
-    id_column = _get(source, "id_column")
-    limit = _get(source, "max_documents")
-    on_empty = _get(source, "on_empty", "drop")
+    kind = get_field(source, "kind")
+    text_column = get_field(source, "text_column", "text")
+    id_column = get_field(source, "id_column")
+    limit = get_field(source, "max_documents")
+    on_empty = get_field(source, "on_empty", "drop")
     if kind == "bbc_news":
         origin, rows = "bbc_news", enumerate(bbc_news(), start=1)
         text_column, id_column = "text", "id"
@@ -33,11 +29,11 @@ def load_documents(source: Any, report: DropReport | None = None) -> list[dict]:
         origin, rows = "chatterbot", enumerate(chatterbot_dialogues(), start=1)
         text_column, id_column = "text", "id"
     elif kind == "file":
-        origin = str(_get(source, "path"))
-        rows = read_records(origin, _get(source, "format", "auto"), text_column)
+        origin = str(get_field(source, "path"))
+        rows = read_records(origin, get_field(source, "format", "auto"), text_column)
     elif kind == "hf":
-        origin = f"hf:{_get(source, 'path')}"
-        rows = read_hf_dataset(_get(source, "path"), _get(source, "hf_split", "train"), _get(source, "hf_config"))
+        origin = f"hf:{get_field(source, 'path')}"
+        rows = read_hf_dataset(get_field(source, "path"), get_field(source, "hf_split", "train"), get_field(source, "hf_config"))
     else:
         raise DataError(f"data.source.kind={kind!r} is not known; use bbc_news, chatterbot, file or hf")
     report = report if report is not None else DropReport(origin)

@@ -11,23 +11,20 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from rlhf.data.readers import DataError
+from rlhf.utils.fields import get_field
 
 BERT_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
                  "mask_token": "[MASK]"}
 GPT_SPECIALS = {"eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
                 "pad_token": "<|pad|>"}
 _TOKENIZER_FORMAT = 3  # bump when the training recipe changes, so stale caches are not reused
-
-
-def _get(cfg: Any, key: str, default=None):
-    return cfg.get(key, default) if isinstance(cfg, Mapping) else getattr(cfg, key, default)
 
 
 def train_tokenizer(texts: Sequence[str], algorithm: str, vocab_size: int, min_frequency: int = 2,
@@ -102,7 +99,7 @@ def _wordpiece_vocabulary(tok, texts: Sequence[str], size: int, min_frequency: i
 
 def tokenizer_cache_key(texts: Sequence[str], spec: Any) -> str:
     digest = hashlib.sha256()
-    settings = {k: _get(spec, k) for k in ("algorithm", "vocab_size", "min_frequency", "lowercase")}
+    settings = {k: get_field(spec, k) for k in ("algorithm", "vocab_size", "min_frequency", "lowercase")}
     digest.update(json.dumps({"format": _TOKENIZER_FORMAT, **settings}, sort_keys=True).encode())
     for text in texts:
         digest.update(hashlib.sha1(text.encode()).digest())
@@ -117,9 +114,9 @@ def build_tokenizer(spec: Any, texts: Sequence[str] | None, cache_dir: str | os.
     the texts and settings; a cache entry is written to a temporary directory and renamed into place, so a crash never
     leaves a half-written tokenizer. ``kind=pretrained``: ``AutoTokenizer.from_pretrained(name_or_path)``.
     """
-    kind = _get(spec, "kind", "train")
+    kind = get_field(spec, "kind", "train")
     if kind == "pretrained":
-        name = _get(spec, "name_or_path")
+        name = get_field(spec, "name_or_path")
         try:
             return AutoTokenizer.from_pretrained(name)
         except Exception as err:
@@ -127,7 +124,7 @@ def build_tokenizer(spec: Any, texts: Sequence[str] | None, cache_dir: str | os.
                             f"Pass a local directory written by save_pretrained.") from err
     if not texts:
         raise DataError("cannot train a tokenizer on an empty corpus")
-    limit = _get(spec, "max_training_documents")
+    limit = get_field(spec, "max_training_documents")
     texts = list(texts[:limit] if limit else texts)
     if cache_dir is None:
         return _train_from_spec(texts, spec)
@@ -158,5 +155,5 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, target: str | os.PathLike
 
 
 def _train_from_spec(texts: list[str], spec: Any) -> PreTrainedTokenizerFast:
-    return train_tokenizer(texts, _get(spec, "algorithm", "wordpiece"), int(_get(spec, "vocab_size", 2048)),
-                           int(_get(spec, "min_frequency", 2)), bool(_get(spec, "lowercase", True)))
+    return train_tokenizer(texts, get_field(spec, "algorithm", "wordpiece"), int(get_field(spec, "vocab_size", 2048)),
+                           int(get_field(spec, "min_frequency", 2)), bool(get_field(spec, "lowercase", True)))

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedModel
+
+from rlhf.utils.fields import get_field
 
 
 class ModelError(ValueError):
     """A model that cannot be built or does not fit its tokenizer; the message says which key to change."""
 
 
-def _get(cfg: Any, key: str, default=None):
-    return cfg.get(key, default) if isinstance(cfg, Mapping) else getattr(cfg, key, default)
-
-
 def bert_config(cfg: Any, tokenizer) -> BertConfig:
     return BertConfig(
-        vocab_size=len(tokenizer), hidden_size=_get(cfg, "hidden_size"), num_hidden_layers=_get(cfg, "num_layers"),
-        num_attention_heads=_get(cfg, "num_heads"), intermediate_size=_get(cfg, "intermediate_size"),
-        max_position_embeddings=_get(cfg, "max_position_embeddings"), hidden_dropout_prob=_get(cfg, "dropout"),
-        attention_probs_dropout_prob=_get(cfg, "attention_dropout"), pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer), hidden_size=get_field(cfg, "hidden_size"), num_hidden_layers=get_field(cfg, "num_layers"),
+        num_attention_heads=get_field(cfg, "num_heads"), intermediate_size=get_field(cfg, "intermediate_size"),
+        max_position_embeddings=get_field(cfg, "max_position_embeddings"), hidden_dropout_prob=get_field(cfg, "dropout"),
+        attention_probs_dropout_prob=get_field(cfg, "attention_dropout"), pad_token_id=tokenizer.pad_token_id,
         type_vocab_size=2)
 
 
@@ -43,13 +40,13 @@ def check_vocab(model: PreTrainedModel, tokenizer, name: str) -> None:
 
 def build_masked_lm(cfg: Any, tokenizer) -> PreTrainedModel:
     """A masked-LM: ``BertForMaskedLM`` from the config sizes, or any ``AutoModelForMaskedLM`` checkpoint."""
-    if _get(cfg, "source") == "pretrained":
-        name = _get(cfg, "name_or_path")
+    if get_field(cfg, "source") == "pretrained":
+        name = get_field(cfg, "name_or_path")
         model = _from_pretrained(AutoModelForMaskedLM, name)
         check_vocab(model, tokenizer, name)
         return model
-    if _get(cfg, "arch", "bert") != "bert":
-        raise ModelError(f"model.arch={_get(cfg, 'arch')!r} cannot do masked-LM; use model.arch=bert")
+    if get_field(cfg, "arch", "bert") != "bert":
+        raise ModelError(f"model.arch={get_field(cfg, 'arch')!r} cannot do masked-LM; use model.arch=bert")
     if tokenizer.mask_token_id is None:
         raise ModelError("the tokenizer has no [MASK] token; masked-LM needs a wordpiece tokenizer "
                          "(model.tokenizer.algorithm=wordpiece)")
