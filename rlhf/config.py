@@ -140,6 +140,57 @@ class MLMDataConf:
         return []
 
 
+@dataclass
+class FeedbackSourceConf:
+    kind: str = spec("simulated", choices=["simulated", "file", "hf"],
+                     help="simulated: BBC headlines + sentences labelled by a gold scorer with Bradley-Terry noise "
+                          "(generated once, cached); file: jsonl/csv/parquet; hf: a dataset name or save_to_disk dir.")
+    path: str | None = spec(None, help="File or dataset; '{split}' in it is replaced by train/val/test, otherwise "
+                                       "one file is split by a hash of the prompt.")
+    format: str = spec("auto", choices=["auto", "jsonl", "csv", "parquet"], help="File format; auto = suffix.")
+    columns: dict[str, str] = spec(factory=dict, help="Our field -> your column, e.g. {chosen: better, "
+                                                      "rejected: worse}. Fields: prompt chosen rejected margin "
+                                                      "response rating.")
+    hf_config: str | None = spec(None, help="Dataset configuration name (kind=hf).")
+    hf_split: str = spec("train", help="Dataset split (kind=hf, one split file).")
+    scorer: str = spec("vader", choices=["vader", "offensive"], help="Gold scorer of simulated feedback.")
+    temperature: float = spec(0.1, gt=0.0, help="Bradley-Terry label noise of simulated feedback (scorer units).")
+    pairs_per_article: int = spec(4, ge=1, help="Simulated pairs (and ratings) per article.")
+    max_articles: int | None = spec(None, ge=10, help="Use only the first N articles for simulated feedback.")
+    feedback_seed: int = spec(0, ge=0, help="Seed of the simulated labels (independent of the training seed).")
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.kind in ("file", "hf") and not self.path:
+            return [("path", f"is required when source.kind={self.kind}")]
+        return []
+
+
+@dataclass
+class FeedbackPolicyConf:
+    empty: str = spec("drop", choices=["drop", "error"], help="Whitespace-only responses.")
+    identical: str = spec("drop", choices=["drop", "error"], help="chosen == rejected.")
+    nonfinite: str = spec("drop", choices=["drop", "error"], help="NaN/inf or non-numeric rating or margin.")
+    too_long: str = spec("truncate_prompt", choices=["truncate_prompt", "drop", "error"],
+                         help="Over max_length: cut the prompt from the left (responses keep their tails), drop, or "
+                              "fail. A response that cannot fit even alone is dropped (or fails).")
+    identical_after_truncation: str = spec("drop", choices=["drop", "error"],
+                                           help="chosen and rejected tokenize to the same ids.")
+
+
+@dataclass
+class RewardDataConf:
+    _target_: str = "rlhf.methods.reward.RewardDataModule"
+    objective: str = spec("pairwise", choices=["pairwise", "rating"], help="Pairs or ratings (= method.objective).")
+    source: FeedbackSourceConf = spec(factory=FeedbackSourceConf, help="Where the feedback comes from.")
+    split: SplitConf = spec(factory=SplitConf, help="Hash split by prompt when the source is a single file.")
+    loader: LoaderConf = spec(factory=LoaderConf, help="Batching (pairs per batch for pairwise).")
+    max_length: int = spec(128, ge=8, help="Tokens per prompt+response sequence, special tokens included.")
+    policy: FeedbackPolicyConf = spec(factory=FeedbackPolicyConf, help="What happens to each malformed case.")
+    strict: bool = spec(False, help="Turn every drop into an error.")
+    padding_side: str = spec("right", choices=["right", "left"], help="Where batches are padded.")
+    cache_dir: str = spec(MISSING, help="Where trained tokenizers are cached.")
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # method: the LightningModule
 # --------------------------------------------------------------------------------------------------------------------
@@ -163,6 +214,13 @@ class OptimConf:
 @dataclass
 class MLMMethodConf(OptimConf):
     _target_: str = "rlhf.methods.mlm.MaskedLMModule"
+
+
+@dataclass
+class RewardMethodConf(OptimConf):
+    _target_: str = "rlhf.methods.reward.RewardModelModule"
+    objective: str = spec("pairwise", choices=["pairwise", "rating"],
+                          help="pairwise: Bradley-Terry on preferences; rating: MSE on normalised ratings.")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -287,9 +345,9 @@ class RunConf:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "method": {"mlm": MLMMethodConf},
+    "method": {"mlm": MLMMethodConf, "reward": RewardMethodConf},
     "model": {"backbone": BackboneConf},
-    "data": {"mlm": MLMDataConf},
+    "data": {"mlm": MLMDataConf, "reward": RewardDataConf},
     "trainer": {"trainer": TrainerConf},
     "strategy": {"strategy": StrategyConf},
     "logger": {"logger": LoggerConf},

@@ -28,7 +28,10 @@ def test_every_experiment_composes_validates_and_instantiates(make_cfg, experime
     validate_config(cfg)
     assert cfg.experiment_name == experiment
     if cfg.model.source == "config":  # the tokenizer of a pretrained model is loaded, not trained on the corpus
-        cfg.data.source.max_documents = 300
+        if "max_documents" in cfg.data.source:
+            cfg.data.source.max_documents = 300
+        else:
+            cfg.data.source.max_articles = 60
     datamodule, module = build_data_and_module(cfg, tmp_path / "tok")
     assert datamodule.tokenizer is module.tokenizer or len(datamodule.tokenizer) == len(module.tokenizer)
     assert sum(p.numel() for p in module.parameters()) > 0
@@ -37,8 +40,10 @@ def test_every_experiment_composes_validates_and_instantiates(make_cfg, experime
 @pytest.mark.parametrize("group,option", [g for g in GROUP_OPTIONS if g[0] != "model" or g[1] != "pretrained"])
 def test_every_group_option_composes(make_cfg, group, option):
     overrides = [f"{group}={option}"]
-    if option == "text_file_mlm":
+    if option in ("text_file_mlm", "feedback_file"):
         overrides.append("data.source.path=corpus.jsonl")
+    if (group, option) in (("method", "reward"),) or option.startswith("feedback"):  # a method needs its data
+        overrides = ["method=reward", "data=feedback_simulated", *overrides]
     cfg = make_cfg(*overrides, fast=False)
     if group == "strategy" and option in ("fsdp", "deepspeed", "deepspeed_stage_3"):
         with pytest.raises(ConfigError, match="needs GPUs"):
@@ -104,3 +109,9 @@ def test_cli_reports_a_typo(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     assert "trainer.max_step" in out.stderr and "max_steps" in out.stderr
+
+
+def test_a_method_with_the_wrong_dataset_is_refused(make_cfg):
+    cfg = make_cfg("method=reward", fast=False)  # the default data is the MLM corpus
+    with pytest.raises(ConfigError, match=r"does not feed method=reward"):
+        validate_config(cfg)

@@ -73,9 +73,13 @@ class TextDataModule(pl.LightningDataModule):
                        + "/".join(str(len(splits[s])) for s in ("train", "val", "test")) + " documents")
         return splits
 
+    def tokenizer_texts(self) -> list[str]:
+        """The texts a tokenizer is trained on (``model.tokenizer.kind=train``): the training split."""
+        return [doc["text"] for doc in self.splits["train"]]
+
     @cached_property
     def tokenizer(self):
-        texts = [doc["text"] for doc in self.splits["train"]] if self.tokenizer_spec.get("kind") == "train" else None
+        texts = self.tokenizer_texts() if self.tokenizer_spec.get("kind") == "train" else None
         return build_tokenizer(self.tokenizer_spec, texts, self.cache_dir)
 
     def data_metrics(self) -> dict[str, float]:

@@ -13,18 +13,18 @@ class ModelError(ValueError):
     """A model that cannot be built or does not fit its tokenizer; the message says which key to change."""
 
 
-def bert_config(cfg: Any, tokenizer) -> BertConfig:
+def bert_config(cfg: Any, tokenizer, **extra) -> BertConfig:
     return BertConfig(
         vocab_size=len(tokenizer), hidden_size=get_field(cfg, "hidden_size"), num_hidden_layers=get_field(cfg, "num_layers"),
         num_attention_heads=get_field(cfg, "num_heads"), intermediate_size=get_field(cfg, "intermediate_size"),
         max_position_embeddings=get_field(cfg, "max_position_embeddings"), hidden_dropout_prob=get_field(cfg, "dropout"),
         attention_probs_dropout_prob=get_field(cfg, "attention_dropout"), pad_token_id=tokenizer.pad_token_id,
-        type_vocab_size=2)
+        type_vocab_size=2, **extra)
 
 
-def _from_pretrained(auto_class, name: str) -> PreTrainedModel:
+def _from_pretrained(auto_class, name: str, **kwargs) -> PreTrainedModel:
     try:
-        return auto_class.from_pretrained(name)
+        return auto_class.from_pretrained(name, **kwargs)
     except Exception as err:
         raise ModelError(f"model.name_or_path={name!r} could not be loaded as {auto_class.__name__} ({err}). Offline? "
                          f"Pass a local directory written by save_pretrained (e.g. another run's export/).") from err

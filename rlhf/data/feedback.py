@@ -1,0 +1,148 @@
+"""Human-feedback records (pairs and ratings): reading with configurable columns, validation with an explicit policy
+for every malformed case, and tokenization that keeps the end of every response.
+
+Policies (``error`` or ``drop``; ``strict=True`` turns every drop into an error). Each drop is counted under
+``data/dropped_<reason>``:
+
+| reason | when | default |
+|---|---|---|
+| (missing field) | a required column is absent or null | always an error naming the row |
+| ``empty`` | prompt-less responses or whitespace-only text | drop |
+| ``identical`` | chosen == rejected (text) | drop |
+| ``nonfinite`` | rating (or margin) is NaN/inf or not a number | drop |
+| ``too_long`` | the response does not fit ``max_length`` even with no prompt | drop |
+| ``identical_after_truncation`` | chosen and rejected give the same token ids | drop |
+
+Over-long prompts are truncated from the left (``too_long=truncate_prompt``, counted as ``data/truncated_prompt``)
+so that both responses keep their tails, or dropped/refused with ``too_long=drop|error``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rlhf.data.readers import DataError, DropReport
+
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+RATING_FIELDS = ("prompt", "response", "rating")
+DEFAULT_POLICY = {"empty": "drop", "identical": "drop", "nonfinite": "drop", "too_long": "truncate_prompt",
+                  "identical_after_truncation": "drop"}
+
+
+class Policy:
+    """What to do with each malformed case; ``strict`` turns every drop into an error."""
+
+    def __init__(self, policy: Mapping[str, str] | None = None, strict: bool = False):
+        self.rules = {**DEFAULT_POLICY, **(policy or {})}
+        unknown = set(self.rules) - set(DEFAULT_POLICY)
+        if unknown:
+            raise DataError(f"data.policy has unknown keys {sorted(unknown)}; known: {', '.join(DEFAULT_POLICY)}")
+        self.strict = strict
+
+    def handle(self, reason: str, where: str, message: str, report: DropReport) -> None:
+        """Drop (count) or raise for one bad record."""
+        rule = self.rules.get(reason, "error")
+        if self.strict or rule == "error":
+            switch = "data.strict=false and " if self.strict else ""
+            raise DataError(f"{where}: {message} (set {switch}data.policy.{reason}=drop to drop such records)")
+        report.drop(reason, where)
+
+
+def _text(record: Mapping, column: str, where: str) -> str:
+    if column not in record or record[column] is None:
+        present = ", ".join(sorted(map(str, record.keys())))
+        raise DataError(f"{where}: missing field '{column}' (fields present: {present}); fix the row or set the "
+                        f"column name in data.source.columns")
+    value = record[column]
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field '{column}' must be text, got {type(value).__name__}")
+    return value
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def validate_records(rows, kind: str, columns: Mapping[str, str], origin: str, policy: Policy,
+                     report: DropReport) -> list[dict]:
+    """Clean records ``{"prompt", "chosen", "rejected", "margin"?}`` or ``{"prompt", "response", "rating"}``.
+
+    ``rows`` yields ``(row number, raw record)``; ``columns`` maps our field names to the file's column names.
+    """
+    fields = PAIR_FIELDS if kind == "pairs" else RATING_FIELDS
+    col = {f: columns.get(f, f) for f in (*fields, "margin")}
+    clean = []
+    for row, record in rows:
+        where = f"{origin}, row {row}"
+        prompt = _text(record, col["prompt"], where)
+        if kind == "pairs":
+            chosen, rejected = _text(record, col["chosen"], where), _text(record, col["rejected"], where)
+            if not chosen.strip() or not rejected.strip():
+                policy.handle("empty", where, "chosen or rejected is empty", report)
+                continue
+            if chosen == rejected:
+                policy.handle("identical", where, "chosen == rejected (no preference to learn)", report)
+                continue
+            item = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+            if col["margin"] in record and record[col["margin"]] is not None:
+                margin = _number(record[col["margin"]])
+                if margin is None:
+                    policy.handle("nonfinite", where, f"margin {record[col['margin']]!r} is not a finite number",
+                                  report)
+                    continue
+                item["margin"] = margin
+        else:
+            response = _text(record, col["response"], where)
+            if col["rating"] not in record:
+                _text(record, col["rating"], where)  # raises the missing-field error
+            if not response.strip():
+                policy.handle("empty", where, "response is empty", report)
+                continue
+            rating = _number(record[col["rating"]])
+            if rating is None:
+                policy.handle("nonfinite", where, f"rating {record[col['rating']]!r} is not a finite number", report)
+                continue
+            item = {"prompt": prompt, "response": response, "rating": rating}
+        for extra in ("gold", "gold_chosen", "gold_rejected"):  # gold scores of simulated feedback, if present
+            if _number(record.get(extra)) is not None:
+                item[extra] = float(record[extra])
+        clean.append(item)
+    report.kept = len(clean)
+    return clean
+
+
+def encode_pair(prompt_ids: Sequence[int], response_ids: Sequence[Sequence[int]], max_length: int,
+                layout: Mapping[str, Any]) -> tuple[list[list[int]], bool] | None:
+    """Token ids of ``prompt + response`` for each response, sharing one prompt cut from the left so every
+    response keeps its tail. Returns ``(sequences, prompt_truncated)`` or None when a response alone cannot fit.
+
+    ``layout``: ``{"bos": [...], "sep": [...], "eos": [...]}`` special ids around and between the parts, e.g.
+    BERT ``[CLS] p [SEP] r [SEP]`` or GPT-2 ``p r <eos>``.
+    """
+    fixed = len(layout["bos"]) + len(layout["sep"]) + len(layout["eos"])
+    longest = max(len(r) for r in response_ids)
+    room = max_length - fixed - longest
+    if room < 0:
+        return None
+    truncated = len(prompt_ids) > room
+    prompt = list(prompt_ids[len(prompt_ids) - room:]) if truncated else list(prompt_ids)
+    if room == 0:
+        prompt = []
+    sequences = [[*layout["bos"], *prompt, *layout["sep"], *r, *layout["eos"]] for r in response_ids]
+    return sequences, truncated
+
+
+def sequence_layout(tokenizer) -> dict[str, list[int]]:
+    """Special ids around prompt and response: ``[CLS] p [SEP] r [SEP]`` for encoders, ``p r <eos>`` for causal LMs
+    (the reward is read at the final ``<eos>``)."""
+    if tokenizer.cls_token_id is not None and tokenizer.sep_token_id is not None:
+        return {"bos": [tokenizer.cls_token_id], "sep": [tokenizer.sep_token_id], "eos": [tokenizer.sep_token_id]}
+    if tokenizer.eos_token_id is None:
+        raise DataError("the tokenizer has neither [CLS]/[SEP] nor an EOS token to end a sequence with")
+    return {"bos": [], "sep": [], "eos": [tokenizer.eos_token_id]}

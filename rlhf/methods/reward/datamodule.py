@@ -1,0 +1,170 @@
+"""Reward-model data: pairwise preferences or ratings from files, HF datasets or simulated feedback, validated with
+an explicit policy per malformed case (see ``rlhf.data.feedback``), tokenized so every response keeps its tail."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from rlhf.data.documents import split_of
+from rlhf.data.feedback import Policy, encode_pair, sequence_layout, validate_records
+from rlhf.data.readers import DataError, DropReport, read_hf_dataset, read_records
+from rlhf.data.sampling import EpochIndexed
+from rlhf.data.simulated_feedback import write_feedback
+from rlhf.methods.base import TextDataModule, _plain
+
+SPLITS = ("train", "val", "test")
+
+
+class RewardDataModule(TextDataModule):
+    def __init__(self, source: Mapping, split: Mapping, loader: Mapping, tokenizer: Mapping, cache_dir: str,
+                 objective: str = "pairwise", max_length: int = 128, policy: Mapping | None = None,
+                 strict: bool = False, padding_side: str = "right", seed: int = 0):
+        super().__init__(source, split, loader, tokenizer, cache_dir, seed)
+        self.objective = objective
+        self.kind = "pairs" if objective == "pairwise" else "ratings"
+        self.max_length = max_length
+        self.policy = Policy(_plain(policy), strict)
+        self.padding_side = padding_side
+        self.reports = {name: DropReport(f"{self.kind} {name}") for name in SPLITS}
+        self.rating_stats = (0.0, 1.0)
+        self.truncated: dict[str, int] = {}
+
+    # ---- records -------------------------------------------------------------------------------------------------
+    def _split_files(self) -> dict[str, str] | None:
+        kind = self.source.get("kind", "file")
+        if kind == "simulated":
+            options = {k: self.source[k] for k in ("scorer", "temperature", "pairs_per_article", "max_articles")
+                       if self.source.get(k) is not None}
+            options["seed"] = self.source.get("feedback_seed", 0)
+            tag = "-".join(f"{k}={v}" for k, v in sorted(options.items()))
+            directory = Path(self.cache_dir).expanduser().parent / "feedback" / tag
+            if not (directory / f"{self.kind}_test.jsonl").exists():
+                write_feedback(directory, **options)
+            return {s: str(directory / f"{self.kind}_{s}.jsonl") for s in SPLITS}
+        path = str(self.source.get("path") or "")
+        if "{split}" in path:
+            return {s: path.replace("{split}", s) for s in SPLITS}
+        return None
+
+    def _rows(self, path: str):
+        if self.source.get("kind") == "hf":
+            return read_hf_dataset(path, self.source.get("hf_split", "train"), self.source.get("hf_config"))
+        return read_records(path, self.source.get("format", "auto"))
+
+    @cached_property
+    def splits(self) -> dict[str, list[dict]]:
+        columns = self.source.get("columns") or {}
+        files = self._split_files()
+        if files is not None:
+            splits = {s: validate_records(self._rows(f), self.kind, columns, f, self.policy, self.reports[s])
+                      for s, f in files.items()}
+        else:  # one file: split by a hash of the prompt, so no prompt is shared across splits
+            path = str(self.source.get("path"))
+            records = validate_records(self._rows(path), self.kind, columns, path, self.policy, self.report)
+            splits = {s: [] for s in SPLITS}
+            for record in records:
+                splits[split_of(record["prompt"], self.split_cfg.get("salt", "rlhf"),
+                                float(self.split_cfg.get("val_fraction", 0.05)),
+                                float(self.split_cfg.get("test_fraction", 0.05)))].append(record)
+        for name in SPLITS:
+            if not splits[name]:
+                raise DataError(f"the {name} split of the {self.kind} data is empty after validation "
+                                f"({self.reports[name].summary()})")
+        for name in SPLITS:
+            rank_zero_info(f"[data] {self.reports[name].summary()}" if files else f"[data] {name}: "
+                           f"{len(splits[name])} records")
+        if self.kind == "ratings":
+            ratings = torch.tensor([r["rating"] for r in splits["train"]], dtype=torch.float64)
+            self.rating_stats = (float(ratings.mean()), float(ratings.std().clamp(min=1e-6)) if len(ratings) > 1
+                                 else 1.0)
+        return splits
+
+    def tokenizer_texts(self) -> list[str]:
+        texts = []
+        for record in self.splits["train"]:
+            texts.append(record["prompt"])
+            texts.extend([record["chosen"], record["rejected"]] if self.kind == "pairs" else [record["response"]])
+        return [t for t in texts if t]
+
+    # ---- tokenization ----------------------------------------------------------------------------------------------
+    @cached_property
+    def layout(self) -> dict[str, list[int]]:
+        return sequence_layout(self.tokenizer)
+
+    def build_dataset(self, split: str) -> EpochIndexed:
+        records = self.splits[split]
+        tok = self.tokenizer
+        fields = ("chosen", "rejected") if self.kind == "pairs" else ("response",)
+        encoded = {f: tok([r[f] for r in records], add_special_tokens=False)["input_ids"]
+                   for f in ("prompt", *fields)}
+        report = self.reports[split]
+        items, truncated = [], 0
+        for i, record in enumerate(records):
+            where = f"{split} record {i + 1} (prompt {record['prompt'][:40]!r})"
+            out = encode_pair(encoded["prompt"][i], [encoded[f][i] for f in fields], self.max_length, self.layout)
+            if out is None:
+                self.policy.handle("too_long", where, f"a response does not fit data.max_length={self.max_length} "
+                                   "even without its prompt", report)
+                continue
+            sequences, was_truncated = out
+            if was_truncated:
+                if self.policy.rules["too_long"] != "truncate_prompt":
+                    self.policy.handle("too_long", where, f"longer than data.max_length={self.max_length}", report)
+                    continue
+                truncated += 1
+            if self.kind == "pairs" and sequences[0] == sequences[1]:
+                self.policy.handle("identical_after_truncation", where, "chosen and rejected have the same tokens",
+                                   report)
+                continue
+            item = {"sequences": sequences}
+            if self.kind == "pairs":
+                item["margin"] = record.get("margin", 0.0)
+                item["gold"] = (record.get("gold_chosen"), record.get("gold_rejected"))
+            else:
+                mean, std = self.rating_stats
+                item["target"] = (record["rating"] - mean) / std
+                item["rating"] = record["rating"]
+                item["gold"] = (record.get("gold"), None)
+            items.append(item)
+        self.truncated[split] = truncated
+        if not items:
+            raise DataError(f"the {split} split has no usable {self.kind} after tokenization ({report.summary()})")
+        return EpochIndexed(items, lambda item, epoch, index: {**item, "index": index})
+
+    def collate(self, samples: list[dict]) -> dict[str, torch.Tensor]:
+        rows = [seq for s in samples for seq in s["sequences"]]
+        if self.kind == "pairs":  # chosen rows first, then rejected rows
+            rows = [s["sequences"][0] for s in samples] + [s["sequences"][1] for s in samples]
+        length = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            span = slice(length - len(row), length) if self.padding_side == "left" else slice(0, len(row))
+            input_ids[i, span] = torch.tensor(row)
+            attention_mask[i, span] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 "index": torch.tensor([s["index"] for s in samples])}
+        nan = float("nan")
+        batch["gold"] = torch.tensor([[nan if g is None else g for g in s["gold"]] for s in samples],
+                                     dtype=torch.float32)
+        if self.kind == "pairs":
+            batch["margin"] = torch.tensor([s["margin"] for s in samples], dtype=torch.float32)
+        else:
+            batch["target"] = torch.tensor([s["target"] for s in samples], dtype=torch.float32)
+            batch["rating"] = torch.tensor([s["rating"] for s in samples], dtype=torch.float32)
+        return batch
+
+    def data_metrics(self) -> dict[str, float]:
+        metrics = {}
+        for name, report in self.reports.items():
+            metrics.update(report.metrics(prefix=f"data/{name}"))
+            metrics[f"data/{name}_truncated_prompt"] = float(self.truncated.get(name, 0))
+        metrics.update(self.report.metrics())
+        for name, dataset in self.datasets.items():
+            metrics[f"data/{name}_samples"] = float(len(dataset))
+        return metrics

@@ -1,0 +1,64 @@
+"""Reward-model maths: Bradley–Terry and rating losses, and the metrics that tell whether a reward model is good."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``mean(-log sigmoid(r_chosen - r_rejected - margin))`` (margin as in Llama 2's reward models; 0 if None)."""
+    diff = chosen - rejected
+    if margin is not None:
+        diff = diff - margin
+    loss = -F.logsigmoid(diff).mean()
+    with torch.no_grad():
+        logs = {"accuracy": ((chosen - rejected) > 0).float().mean(), "margin": (chosen - rejected).mean()}
+    return loss, logs
+
+
+def rating_loss(predicted: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Mean squared error on (normalised) ratings."""
+    loss = F.mse_loss(predicted, target)
+    return loss, {"mse": loss.detach()}
+
+
+def calibration_error(probabilities: torch.Tensor, outcomes: torch.Tensor, bins: int = 10) -> torch.Tensor:
+    """Expected calibration error: ``sum_b (n_b / n) |mean(p in b) - mean(outcome in b)|`` over equal-width bins.
+
+    For a pairwise reward model, ``p = sigmoid(r_chosen - r_rejected)`` and ``outcome = 1`` (the label says chosen
+    won): a calibrated model that says 70% is right 70% of the time. Pairs are symmetrised (each pair also counted as
+    ``1 - p`` with outcome 0) so every bin is populated.
+    """
+    p = torch.cat([probabilities, 1 - probabilities]).double()
+    y = torch.cat([outcomes, 1 - outcomes]).double()
+    index = (p * bins).long().clamp(max=bins - 1)
+    error = torch.zeros((), dtype=torch.float64)
+    for b in range(bins):
+        in_bin = index == b
+        if in_bin.any():
+            error += in_bin.double().mean() * (p[in_bin].mean() - y[in_bin].mean()).abs()
+    return error.float()
+
+
+def _ranks(values: torch.Tensor) -> torch.Tensor:
+    """Average ranks (ties share the mean rank), 0-based."""
+    order = torch.argsort(values, stable=True)
+    ranks = torch.empty_like(values, dtype=torch.float64)
+    ranks[order] = torch.arange(len(values), dtype=torch.float64)
+    sorted_values = values[order]
+    start = 0
+    for i in range(1, len(values) + 1):
+        if i == len(values) or sorted_values[i] != sorted_values[start]:
+            ranks[order[start:i]] = (start + i - 1) / 2
+            start = i
+    return ranks
+
+
+def spearman(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Spearman rank correlation (Pearson correlation of average ranks)."""
+    rx, ry = _ranks(x.double()), _ranks(y.double())
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = (rx.norm() * ry.norm()).clamp(min=1e-12)
+    return (rx @ ry / denominator).float()
