@@ -57,6 +57,8 @@ class BackboneConf:
                        help="config: a fresh model built from the sizes below; pretrained: from_pretrained(name_or_path).")
     arch: str = spec("bert", choices=["bert", "gpt2"], help="Architecture of a model built from config.")
     name_or_path: str | None = spec(None, help="Hub name or local directory (source=pretrained).")
+    random_init: bool = spec(False, help="source=pretrained: take the architecture (and tokenizer) but fresh "
+                                         "random weights, e.g. to measure what pretraining buys.")
     hidden_size: int = spec(64, ge=8, help="Width of the transformer.")
     num_layers: int = spec(2, ge=1, help="Number of transformer blocks.")
     num_heads: int = spec(2, ge=1, help="Attention heads; must divide hidden_size.")

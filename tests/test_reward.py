@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from rlhf.data.feedback import Policy, encode_pair, validate_records
-from rlhf.data.readers import DataError, DropReport
+from rlhf.data.readers import DataError, DropReport, read_records
 from rlhf.data.simulated_feedback import make_feedback
 from rlhf.data.tokenizer import train_tokenizer
 from rlhf.methods.reward.module import evaluation_metrics
@@ -254,3 +254,19 @@ def test_reward_resume_parity(make_cfg):
     resumed = run(make_cfg(*common, f"ckpt_path={ckpt}", fast=False, subdir="resumed"))
     for key in ("val/loss", "val/accuracy", "train/loss"):
         assert abs(resumed[key] - full[key]) <= 1e-6, key
+
+
+def test_make_feedback_command_writes_readable_split_files(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "rlhf.data.simulated_feedback", "--out", str(tmp_path),
+                          "--max-articles", "40", "--temperature", "0.2"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for kind, fields in (("pairs", ("prompt", "chosen", "rejected")), ("ratings", ("prompt", "response", "rating"))):
+        for split in ("train", "val", "test"):
+            rows = list(read_records(tmp_path / f"{kind}_{split}.jsonl"))
+            assert rows and all(all(f in r for f in fields) for _, r in rows)
+    bad = subprocess.run([sys.executable, "-m", "rlhf.data.simulated_feedback", "--out", str(tmp_path),
+                          "--temperature", "0"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--temperature must be > 0" in bad.stderr

@@ -22,8 +22,12 @@ def bert_config(cfg: Any, tokenizer, **extra) -> BertConfig:
         type_vocab_size=2, **extra)
 
 
-def _from_pretrained(auto_class, name: str, **kwargs) -> PreTrainedModel:
+def _from_pretrained(auto_class, name: str, random_init: bool = False, **kwargs) -> PreTrainedModel:
     try:
+        if random_init:
+            from transformers import AutoConfig
+
+            return auto_class.from_config(AutoConfig.from_pretrained(name, **kwargs))
         return auto_class.from_pretrained(name, **kwargs)
     except Exception as err:
         raise ModelError(f"model.name_or_path={name!r} could not be loaded as {auto_class.__name__} ({err}). Offline? "
@@ -42,7 +46,7 @@ def build_masked_lm(cfg: Any, tokenizer) -> PreTrainedModel:
     """A masked-LM: ``BertForMaskedLM`` from the config sizes, or any ``AutoModelForMaskedLM`` checkpoint."""
     if get_field(cfg, "source") == "pretrained":
         name = get_field(cfg, "name_or_path")
-        model = _from_pretrained(AutoModelForMaskedLM, name)
+        model = _from_pretrained(AutoModelForMaskedLM, name, bool(get_field(cfg, "random_init", False)))
         check_vocab(model, tokenizer, name)
         return model
     if get_field(cfg, "arch", "bert") != "bert":

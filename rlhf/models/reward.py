@@ -67,7 +67,9 @@ def build_reward_model(cfg: Any, tokenizer) -> PreTrainedModel:
             already_reward_model = any(a.endswith("ForSequenceClassification") for a in architectures)
         except Exception:  # reported by the load below
             pass
-        model = _from_pretrained(AutoModelForSequenceClassification, name, num_labels=1)
+        random_init = bool(get_field(cfg, "random_init", False))
+        model = _from_pretrained(AutoModelForSequenceClassification, name, random_init, num_labels=1)
+        already_reward_model = already_reward_model and not random_init
         check_vocab(model, tokenizer, name)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Reward model on simulated VADER preference pairs: MLM-pretrained encoder vs the same architecture and tokenizer
+# with random weights, same budget, 3 seeds. Writes run dirs under $OUT and prints the results table.
+#   bash experiments/reward_learning/run.sh            (about 30 minutes on 2 CPU cores)
+set -euo pipefail
+OUT=${OUT:-logs/experiments/reward_learning}
+MLM_STEPS=${MLM_STEPS:-2000}
+RM_STEPS=${RM_STEPS:-1000}
+SEEDS=${SEEDS:-"1 2 3"}
+common=(logger=csv callbacks.progress_bar=none)
+
+if [ ! -f "$OUT/mlm/export/model.safetensors" ]; then
+  rlhf-train experiment=mlm_tiny trainer.max_steps="$MLM_STEPS" trainer.val_check_interval=500 \
+    hydra.run.dir="$OUT/mlm" "${common[@]}"
+fi
+for seed in $SEEDS; do
+  for init in mlm random; do
+    random_init=false; [ "$init" = random ] && random_init=true
+    [ -f "$OUT/rm_${init}_seed$seed/metrics.json" ] && continue
+    rlhf-train experiment=reward_tiny model=pretrained model.name_or_path="$OUT/mlm/export" \
+      model.random_init=$random_init trainer.max_steps="$RM_STEPS" trainer.val_check_interval=250 seed="$seed" \
+      hydra.run.dir="$OUT/rm_${init}_seed$seed" "${common[@]}"
+  done
+done
+python "$(dirname "$0")/summarize.py" "$OUT"
