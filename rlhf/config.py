@@ -143,6 +143,16 @@ class MLMDataConf:
 
 
 @dataclass
+class FeedbackColumnsConf:
+    prompt: str = spec("prompt", help="Column of the prompt (may hold empty strings).")
+    chosen: str = spec("chosen", help="Column of the preferred response (pairs).")
+    rejected: str = spec("rejected", help="Column of the other response (pairs).")
+    margin: str = spec("margin", help="Optional column of a per-pair margin (pairs).")
+    response: str = spec("response", help="Column of the rated response (ratings).")
+    rating: str = spec("rating", help="Column of the numeric rating (ratings).")
+
+
+@dataclass
 class FeedbackSourceConf:
     kind: str = spec("simulated", choices=["simulated", "file", "hf"],
                      help="simulated: BBC headlines + sentences labelled by a gold scorer with Bradley-Terry noise "
@@ -150,9 +160,8 @@ class FeedbackSourceConf:
     path: str | None = spec(None, help="File or dataset; '{split}' in it is replaced by train/val/test, otherwise "
                                        "one file is split by a hash of the prompt.")
     format: str = spec("auto", choices=["auto", "jsonl", "csv", "parquet"], help="File format; auto = suffix.")
-    columns: dict[str, str] = spec(factory=dict, help="Our field -> your column, e.g. {chosen: better, "
-                                                      "rejected: worse}. Fields: prompt chosen rejected margin "
-                                                      "response rating.")
+    columns: FeedbackColumnsConf = spec(factory=lambda: FeedbackColumnsConf(),
+                                        help="Your column names, e.g. data.source.columns.chosen=better.")
     hf_config: str | None = spec(None, help="Dataset configuration name (kind=hf).")
     hf_split: str = spec("train", help="Dataset split (kind=hf, one split file).")
     scorer: str = spec("vader", choices=["vader", "offensive"], help="Gold scorer of simulated feedback.")
