@@ -206,9 +206,12 @@ def test_simulated_feedback_splits_share_no_text_and_noise_follows_temperature()
 
 
 # ---- end to end ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("objective", ["pairwise", "rating"])
-def test_reward_run_exports_a_sequence_classifier_and_scorer(make_cfg, objective):
-    cfg = make_cfg(*REWARD_FAST, f"method.objective={objective}", fast=False)
+@pytest.mark.parametrize("objective,arch", [("pairwise", "bert"), ("rating", "bert"), ("pairwise", "gpt2")])
+def test_reward_run_exports_a_sequence_classifier_and_scorer(make_cfg, objective, arch):
+    algorithm = "bpe" if arch == "gpt2" else "wordpiece"
+    cfg = make_cfg(*REWARD_FAST, f"method.objective={objective}", f"model.arch={arch}",
+                   f"model.tokenizer.algorithm={algorithm}", f"data.max_length={128 if arch == 'gpt2' else 48}",
+                   fast=False)
     metrics = run(cfg)
     run_dir = Path(cfg.paths.output_dir)
     key = "test/accuracy" if objective == "pairwise" else "test/spearman"
