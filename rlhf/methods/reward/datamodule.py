@@ -160,11 +160,8 @@ class RewardDataModule(TextDataModule):
         return batch
 
     def data_metrics(self) -> dict[str, float]:
-        metrics = {}
+        metrics = super().data_metrics()
         for name, report in self.reports.items():
             metrics.update(report.metrics(prefix=f"data/{name}"))
             metrics[f"data/{name}_truncated_prompt"] = float(self.truncated.get(name, 0))
-        metrics.update(self.report.metrics())
-        for name, dataset in self.datasets.items():
-            metrics[f"data/{name}_samples"] = float(len(dataset))
         return metrics
