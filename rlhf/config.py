@@ -495,6 +495,17 @@ def _schema_fields(schema: type) -> dict[str, Any]:
     return out
 
 
+def _union_fields(schemas: list[type]) -> dict[str, list[type]]:
+    """Field name -> the nested schemas it has in any of ``schemas`` (empty for a leaf)."""
+    out: dict[str, list[type]] = {}
+    for schema in schemas:
+        for name, nested in _schema_fields(schema).items():
+            out.setdefault(name, [])
+            if nested is not None and nested not in out[name]:
+                out[name].append(nested)
+    return out
+
+
 def key_hints(overrides: list[str]) -> list[str]:
     """'Did you mean' hints for command-line overrides whose key is in no schema (shown after Hydra's error)."""
     hints = []
@@ -509,17 +520,16 @@ def key_hints(overrides: list[str]) -> list[str]:
             continue
         if len(parts) == 1 or parts[0] not in SCHEMAS:
             continue
-        options: dict[str, Any] = {}
-        for schema in SCHEMAS[parts[0]].values():
-            options.update(_schema_fields(schema))
+        schemas = list(SCHEMAS[parts[0]].values())  # every option of the group: a key valid in any is known
         path = parts[0]
         for part in parts[1:]:
+            options = _union_fields(schemas)
             if part not in options:
                 hints.append(f"'{path}.{part}' is not a known key.{suggest_key(part, list(options))} "
                              f"Keys of {path}: {', '.join(sorted(options))}")
                 break
-            nested = options[part]
-            if nested is None:
+            schemas = options[part]
+            if not schemas:
                 break
-            options, path = _schema_fields(nested), f"{path}.{part}"
+            path = f"{path}.{part}"
     return hints

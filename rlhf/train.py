@@ -29,7 +29,13 @@ from rlhf.config import ConfigError, key_hints, register_configs, register_resol
 from rlhf.data.readers import DataError  # noqa: E402
 from rlhf.data.tokenizer import save_tokenizer  # noqa: E402
 from rlhf.models.backbones import ModelError  # noqa: E402
-from rlhf.utils.builders import build_callbacks, build_loggers, build_strategy, trainer_kwargs  # noqa: E402
+from rlhf.utils.builders import (  # noqa: E402
+    build_callbacks,
+    build_loggers,
+    build_strategy,
+    teardown_distributed,
+    trainer_kwargs,
+)
 from rlhf.utils.run import (  # noqa: E402
     WANDB_ID_FILE,
     ResumeError,
@@ -72,13 +78,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule, module = build_data_and_module(cfg, output_dir / "tokenizer")
 
     strategy = build_strategy(cfg.strategy, cfg.trainer.accelerator)
-    distributed = cfg.strategy.name != "auto"
     group = cfg.experiment_name or method
     if HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
         group = f"{group}/{Path(HydraConfig.get().sweep.dir).name}"
     loggers = build_loggers(cfg.logger, output_dir, method, list(cfg.tags), group, previous_wandb_id(ckpt))
     callbacks = build_callbacks(cfg.callbacks, output_dir, cfg.optimized_metric, cfg.trainer.enable_checkpointing,
-                                distributed, has_logger=bool(loggers))
+                                has_logger=bool(loggers))
     kwargs = trainer_kwargs(cfg.trainer)
     kwargs["default_root_dir"] = kwargs.get("default_root_dir") or str(output_dir)
     if cfg.callbacks.progress_bar == "none":
@@ -103,6 +108,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         write_json(output_dir / "metrics.json", metrics)
         export_dir = module.export(output_dir / "export") if cfg.export else None
         _print_summary(output_dir, trainer, export_dir, metrics, cfg.optimized_metric)
+    teardown_distributed()
     return metrics
 
 

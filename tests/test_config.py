@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from rlhf.config import ConfigError, validate_config
+from rlhf.config import ConfigError, key_hints, validate_config
 from rlhf.train import CONFIG_DIR, build_data_and_module
 from rlhf.utils.builders import build_strategy
 
@@ -66,6 +66,13 @@ def test_added_unknown_key_fails_with_suggestion(make_cfg):
     cfg = make_cfg("+trainer.max_step=5")
     with pytest.raises(ConfigError, match=r"trainer\.max_step is not a known key of trainer\. Did you mean: max_steps"):
         validate_config(cfg)
+
+
+def test_key_hints_know_keys_of_every_option_of_a_group():
+    # data.source differs between the MLM and the reward data options: a key of either one is not a typo
+    assert key_hints(["data.source.max_documents=3", "data.source.pairs_per_article=4"]) == []
+    [hint] = key_hints(["data.source.max_documentz=3"])
+    assert hint.startswith("'data.source.max_documentz' is not a known key. Did you mean: max_documents?")
 
 
 def test_wrong_type_fails_at_composition_naming_the_key(make_cfg):

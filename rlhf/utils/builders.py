@@ -20,15 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 from rlhf.config import ConfigError
 
 
-class DistributedTeardown(Callback):
-    """Barrier and destroy the process group when a stage ends: avoids gloo's sporadic abort at interpreter exit."""
+def teardown_distributed() -> None:
+    """Barrier and destroy the process group once the run's last stage is done: avoids gloo's sporadic abort at
+    interpreter exit. Not between fit and test: Lightning reuses the group, and re-creating it on the same port
+    races (rank 1 can reach rank 0's closing store and fail with 'Failed to recv, got 0 bytes')."""
+    import torch.distributed as dist
 
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 class TokenThroughput(Callback):
@@ -84,7 +84,7 @@ class StopAtStep(Callback):
 
 
 def build_callbacks(cfg: DictConfig, output_dir: Path, optimized_metric: str | None,
-                    enable_checkpointing: bool, distributed: bool, has_logger: bool = True) -> list[Callback]:
+                    enable_checkpointing: bool, has_logger: bool = True) -> list[Callback]:
     callbacks: list[Callback] = []
     ckpt = cfg.checkpoint
     if enable_checkpointing:
@@ -108,8 +108,6 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, optimized_metric: str | N
                                        patience=cfg.early_stopping_patience))
     if cfg.stop_at_step:
         callbacks.append(StopAtStep(cfg.stop_at_step))
-    if distributed:
-        callbacks.append(DistributedTeardown())
     return callbacks
 
 
