@@ -88,6 +88,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     kwargs["default_root_dir"] = kwargs.get("default_root_dir") or str(output_dir)
     if cfg.callbacks.progress_bar == "none":
         kwargs["enable_progress_bar"] = False
+    if not module.automatic_optimization:  # the module steps its optimizers and clips gradients itself
+        module.max_grad_norm = kwargs.pop("gradient_clip_val", None)
+        kwargs.pop("gradient_clip_algorithm", None)
     trainer = pl.Trainer(**kwargs, strategy=strategy, callbacks=callbacks, logger=loggers or False)
 
     _record_provenance(cfg, trainer, output_dir)
@@ -112,13 +115,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+METHOD_ONLY_KEYS = ("metric", "metric_mode")  # read by the config (optimized_metric, checkpoint mode), not the module
+
+
 def build_data_and_module(cfg: DictConfig, tokenizer_dir: Path) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     """The DataModule (which owns the tokenizer), then the LightningModule built from primitives and the saved
     tokenizer, so that ``load_from_checkpoint`` needs nothing but the checkpoint and that directory."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     datamodule = instantiate(cfg.data, tokenizer=model_cfg["tokenizer"], seed=cfg.seed, _recursive_=False)
     save_tokenizer(datamodule.tokenizer, tokenizer_dir)
-    module = instantiate(cfg.method, model=model_cfg, tokenizer_dir=str(tokenizer_dir), _recursive_=False)
+    method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
+    for key in METHOD_ONLY_KEYS:
+        method_cfg.pop(key, None)
+    module = instantiate(method_cfg, model=model_cfg, tokenizer_dir=str(tokenizer_dir), _recursive_=False)
     return datamodule, module
 
 

@@ -7,6 +7,8 @@ OUT=${OUT:-logs/experiments/reward_learning}
 MLM_STEPS=${MLM_STEPS:-2000}
 RM_STEPS=${RM_STEPS:-1000}
 SEEDS=${SEEDS:-"1 2 3"}
+PAIRS=${PAIRS:-4}        # pairs per article (4: 7.2k train pairs; 32: 58k)
+LR=${LR:-5e-4}
 common=(logger=csv callbacks.progress_bar=none)
 
 if [ ! -f "$OUT/mlm/export/model.safetensors" ]; then
@@ -18,7 +20,8 @@ for seed in $SEEDS; do
     random_init=false; [ "$init" = random ] && random_init=true
     [ -f "$OUT/rm_${init}_seed$seed/metrics.json" ] && continue
     rlhf-train experiment=reward_tiny model=pretrained model.name_or_path="$OUT/mlm/export" \
-      model.random_init=$random_init trainer.max_steps="$RM_STEPS" trainer.val_check_interval=250 seed="$seed" \
+      model.random_init=$random_init data.source.pairs_per_article="$PAIRS" method.lr="$LR" \
+      trainer.max_steps="$RM_STEPS" trainer.val_check_interval=250 seed="$seed" \
       hydra.run.dir="$OUT/rm_${init}_seed$seed" "${common[@]}"
   done
 done

@@ -171,15 +171,7 @@ class TrainableModule(pl.LightningModule):
     # ---- optimisation --------------------------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
-        decay, no_decay = [], []
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        # The fused kernel (CPU and CUDA, floating-point parameters) is ~5x faster than the default per-tensor loop.
-        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, fused=fused or None)
+        optimizer = adamw(self.named_parameters(), hp.lr, hp)
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
         schedule = lr_schedule(hp.scheduler, hp.warmup_steps, total, hp.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -222,6 +214,19 @@ class TrainableModule(pl.LightningModule):
         self.model.save_pretrained(str(directory))
         self.tokenizer.save_pretrained(str(directory))
         return directory
+
+
+def adamw(named_parameters, lr: float, hp: Any) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on biases and norms."""
+    decay, no_decay = [], []
+    for name, param in named_parameters:
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # The fused kernel (CPU and CUDA, floating-point parameters) is ~5x faster than the default per-tensor loop.
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(hp.betas), eps=hp.eps, fused=fused or None)
 
 
 def lr_schedule(kind: str, warmup_steps: int, total_steps: int, min_lr_ratio: float):

@@ -1,0 +1,205 @@
+"""Causal-LM policies and their critics: built from config (tiny GPT-2) or any ``AutoModelForCausalLM`` checkpoint,
+plus the sampling loop PPO uses and the logprob/value passes that must agree with it exactly."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoModelForCausalLM, GPT2LMHeadModel, PreTrainedModel
+
+from rlhf.models.backbones import ModelError, _from_pretrained, check_vocab
+from rlhf.models.reward import gpt2_config
+from rlhf.utils.fields import get_field
+
+
+def build_causal_lm(cfg: Any, tokenizer) -> PreTrainedModel:
+    """``GPT2LMHeadModel`` from the config sizes, or any causal LM (hub name, local dir, this project's LM export)."""
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise ModelError("the policy's tokenizer needs a pad token distinct from EOS (padding would otherwise hide "
+                         "real EOS tokens and shift where rewards and values are read); add one, e.g. "
+                         "tokenizer.add_special_tokens({'pad_token': '<|pad|>'}), and resize the embeddings")
+    if tokenizer.eos_token_id is None:
+        raise ModelError("the policy's tokenizer has no EOS token; responses could never end")
+    if get_field(cfg, "source") == "pretrained":
+        name = get_field(cfg, "name_or_path")
+        model = _from_pretrained(AutoModelForCausalLM, name, bool(get_field(cfg, "random_init", False)))
+        check_vocab(model, tokenizer, name)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        return model
+    if get_field(cfg, "arch") != "gpt2":
+        raise ModelError(f"model.arch={get_field(cfg, 'arch')!r} is not a causal LM; use model=tiny_gpt2 "
+                         f"(model.arch=gpt2) or model=pretrained with a causal LM")
+    return GPT2LMHeadModel(gpt2_config(cfg, tokenizer))
+
+
+def disable_dropout(module: nn.Module) -> None:
+    """PPO needs deterministic forward passes: with dropout, the ratio at the first minibatch is not 1."""
+    for m in module.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    config = getattr(module, "config", None)
+    for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "hidden_dropout_prob", "attention_probs_dropout_prob",
+                "dropout", "attention_dropout"):
+        if config is not None and isinstance(getattr(config, key, None), float):
+            setattr(config, key, 0.0)
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy without gradients. Left in train mode: its dropout is off already (disable_dropout), and Lightning
+    warns about modules in eval mode at the start of training."""
+    ref = copy.deepcopy(model)
+    ref.requires_grad_(False)
+    return ref
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that start at 0 on the first real token of each left-padded row (pads get 0)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def trunk(model: PreTrainedModel) -> nn.Module:
+    base = getattr(model, "base_model_prefix", None)
+    return getattr(model, base) if base and hasattr(model, base) else model
+
+
+class ValueHead(nn.Module):
+    """A scalar per token from hidden states; zero-initialised (OpenAI's lm-human-preferences), so the first value
+    estimates are 0 and the first advantages are the whitened returns."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.linear(hidden).squeeze(-1)
+
+
+class Critic(nn.Module):
+    """``value=separate``: its own transformer trunk and a value head. Initialised from the policy's trunk or from a
+    causal reward model (its trunk and, rescaled to per-token use, its score head); the tokenizer must be the
+    policy's, since the critic reads the policy's tokens."""
+
+    def __init__(self, body: nn.Module, hidden_size: int, head_weight: torch.Tensor | None = None):
+        super().__init__()
+        self.body = body
+        self.head = ValueHead(hidden_size)
+        if head_weight is not None:
+            with torch.no_grad():
+                self.head.linear.weight.copy_(head_weight.reshape(1, -1))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask,
+                           position_ids=position_ids(attention_mask)).last_hidden_state
+        return self.head(hidden)
+
+
+def build_critic(init: str, policy: PreTrainedModel, tokenizer) -> Critic:
+    """``init='policy'``: a copy of the policy's trunk; otherwise ``init`` is a path to a causal reward model (or any
+    model) sharing the policy's vocabulary."""
+    hidden = policy.config.hidden_size if hasattr(policy.config, "hidden_size") else policy.config.n_embd
+    if init == "policy":
+        return Critic(copy.deepcopy(trunk(policy)), hidden)
+    body = _from_pretrained(AutoModel, init)
+    if body.get_input_embeddings().weight.shape[0] != len(tokenizer):
+        raise ModelError(f"method.critic_init={init!r}: its vocabulary ({body.get_input_embeddings().weight.shape[0]}) "
+                         f"differs from the policy's ({len(tokenizer)}); a critic reads the policy's tokens, so "
+                         f"initialise it from the policy (method.critic_init=policy) or a model with its tokenizer")
+    head_weight = None
+    weights_file = Path(init) / "model.safetensors"
+    if weights_file.exists():  # a reward model's score head is a good first value head
+        from safetensors.torch import load_file
+
+        head_weight = load_file(str(weights_file)).get("score.weight")
+    size = body.config.hidden_size if hasattr(body.config, "hidden_size") else body.config.n_embd
+    disable_dropout(body)
+    return Critic(body, size, head_weight)
+
+
+@torch.no_grad()
+def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+           eos_token_id: int, pad_token_id: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+           generator: torch.Generator | None = None, stop_early: bool = True, banned_ids: list[int] | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample continuations of left-padded prompts with a KV cache.
+
+    Pure sampling from ``softmax(logits / T)`` by default (top_k=0, top_p=1), so the logprobs recomputed later with
+    :func:`scaled_logits` are those of the sampling distribution. ``banned_ids`` (the pad token, which an untrained
+    model may otherwise sample) get probability 0 here and in :func:`scaled_logits`. Rows keep sampling to the fixed length (or until every row
+    has produced EOS); everything after a row's first EOS becomes pad. Returns (response ids [B, max_new_tokens],
+    the sampling logprob of each token; 0 on pads).
+    """
+    batch = input_ids.shape[0]
+    device = input_ids.device
+    mask = attention_mask.clone()
+    positions = position_ids(mask)
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    next_position = positions[:, -1] + 1
+    tokens = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    for t in range(max_new_tokens):
+        logits = _truncate(scaled_logits(out.logits[:, -1, :], temperature, banned_ids), top_k, top_p)
+        logp = torch.log_softmax(logits, dim=-1)
+        token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+        token_logp = logp.gather(-1, token[:, None]).squeeze(-1)
+        tokens[:, t] = torch.where(done, pad_token_id, token)
+        logprobs[:, t] = torch.where(done, 0.0, token_logp)
+        done = done | (token == eos_token_id)
+        if t + 1 == max_new_tokens or (stop_early and bool(done.all())):
+            break
+        mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position[:, None],
+                    past_key_values=out.past_key_values, use_cache=True)
+        next_position = next_position + 1
+    return tokens, logprobs
+
+
+def _truncate(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    if top_k and top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+        remove = cumulative - torch.softmax(sorted_logits, dim=-1) > top_p
+        sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+def response_mask(responses: torch.Tensor, eos_token_id: int, pad_token_id: int) -> torch.Tensor:
+    """1 on real response tokens: everything up to and including the first EOS (pads after it are 0)."""
+    is_eos = responses == eos_token_id
+    after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
+    return (~after_eos & (responses != pad_token_id)).long()
+
+
+def forward_logits(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   prompt_length: int, output_hidden: bool = False):
+    """Logits that predict each response token (positions prompt_length-1 .. end-1) of prompt+response sequences,
+    with the position ids generation used; and the matching last hidden states if asked."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                output_hidden_states=output_hidden)
+    logits = out.logits[:, prompt_length - 1:-1, :]
+    hidden = out.hidden_states[-1][:, prompt_length - 1:-1, :] if output_hidden else None
+    return logits, hidden
+
+
+def scaled_logits(logits: torch.Tensor, temperature: float, banned_ids: list[int] | None = None) -> torch.Tensor:
+    """The logits of the sampling distribution: divided by T, banned tokens at -inf."""
+    logits = logits.float() / temperature
+    if banned_ids:
+        logits = logits.index_fill(-1, torch.tensor(banned_ids, device=logits.device), float("-inf"))
+    return logits
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float,
+                   banned_ids: list[int] | None = None) -> torch.Tensor:
+    logp = torch.log_softmax(scaled_logits(logits, temperature, banned_ids), dim=-1)
+    return logp.gather(-1, tokens[..., None]).squeeze(-1)

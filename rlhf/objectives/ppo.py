@@ -1,0 +1,183 @@
+"""PPO maths on padded ``[batch, response_tokens]`` tensors with a 0/1 ``mask`` of real response tokens.
+
+Pure functions (plus two tiny KL-coefficient controllers), unit-tested against hand-computed values and plain loops:
+KL estimators, reward shaping, GAE, whitening, RLOO baselines, the clipped policy and value losses. Losses return
+*token sums*; the caller divides by the token count of the whole minibatch (over micro-batches and ranks), so
+gradient accumulation gives exactly the large-batch loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x`` on real tokens, 0 elsewhere (also where ``x`` is inf/nan there, e.g. the logprob of a banned pad)."""
+    return torch.where(mask.bool(), x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return masked(x, mask).sum()
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return masked(x, mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    n = mask.sum()
+    var = masked_sum((x - mean) ** 2, mask) / n.clamp(min=1)
+    if unbiased and n > 1:
+        var = var * n / (n - 1)
+    return var
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """(x - mean) / std over the masked entries; ``shift_mean=False`` keeps the mean (scale only)."""
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        out = out + mean
+    return masked(out, mask)
+
+
+def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(policy || reference) from tokens sampled by the policy.
+
+    k1 = log p - log q: unbiased, negative for some tokens, its mean over samples is >= 0 in expectation.
+    k3 = (q/p - 1) - log(q/p): unbiased and never negative, lower variance (Schulman, "Approximating KL").
+    """
+    log_ratio = torch.nan_to_num(logprobs - ref_logprobs)  # pads (-inf - -inf) are masked by the caller
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r}; use k1 or k3")
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real token of each row of a right-padded response mask (0 for an empty response)."""
+    return (mask.sum(-1).long() - 1).clamp(min=0)
+
+
+def shape_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:
+    """Per-token rewards: ``-kl_coef * kl`` on every response token, plus the sequence score at the last real one."""
+    rewards = masked(-kl_coef * kl, mask)
+    index = last_token_index(mask)
+    rewards[torch.arange(len(scores)), index] += scores.to(rewards.dtype)
+    return rewards
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
+        lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over response tokens. The episode ends after the last real token: the
+    value after it is 0 (no bootstrap) and padded positions get advantage and return 0.
+
+    Returns (advantages, returns = advantages + values).
+    """
+    values = masked(values, mask)
+    rewards = masked(rewards, mask)
+    steps = rewards.shape[1]
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(steps)):
+        next_value = values[:, t + 1] if t + 1 < steps else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = delta + gamma * lam * last
+        last = last * mask[:, t]  # padding resets the running sum (the episode ended before it)
+        advantages[:, t] = last
+    return advantages, masked(advantages + values, mask)
+
+
+def rloo_advantages(scores: torch.Tensor, group_size: int) -> torch.Tensor:
+    """REINFORCE leave-one-out baseline: each of the k samples of a prompt (consecutive rows) is compared with the
+    mean score of the other k - 1."""
+    if group_size < 2:
+        raise ValueError("RLOO needs at least 2 samples per prompt (method.samples_per_prompt >= 2)")
+    grouped = scores.view(-1, group_size)
+    baseline = (grouped.sum(-1, keepdim=True) - grouped) / (group_size - 1)
+    return (grouped - baseline).reshape(-1)
+
+
+def policy_loss_sum(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                    mask: torch.Tensor, clip: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped surrogate ``max(-A r, -A clip(r, 1-e, 1+e))`` summed over real tokens, and its diagnostics (sums,
+    except ``ratio_max``)."""
+    log_ratio = masked(logprobs - old_logprobs, mask)
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
+    loss = masked_sum(torch.maximum(unclipped, clipped), mask)
+    with torch.no_grad():
+        logs = {
+            "clipfrac": masked_sum((clipped > unclipped).float(), mask),
+            "approx_kl": masked_sum(0.5 * log_ratio ** 2, mask),
+            "ratio": masked_sum(ratio, mask),
+            "ratio_max": masked(ratio, mask).max() if mask.any() else ratio.new_tensor(1.0),
+        }
+    return loss, logs
+
+
+def value_loss_sum(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+                   clip: float | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``0.5 * max((v - R)^2, (v_clipped - R)^2)`` summed over real tokens (plain squared error with clip=None)."""
+    loss = (values - returns) ** 2
+    logs = {}
+    if clip is not None:
+        clipped_values = old_values + torch.clamp(values - old_values, -clip, clip)
+        clipped = (clipped_values - returns) ** 2
+        with torch.no_grad():
+            logs["vf_clipfrac"] = masked_sum((clipped > loss).float(), mask)
+        loss = torch.maximum(loss, clipped)
+    return 0.5 * masked_sum(loss, mask), logs
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of softmax(logits) along the last axis; -inf logits (banned tokens) contribute 0."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(R - v) / Var(R) over real tokens: 1 = perfect critic, 0 = no better than the mean, < 0 = worse."""
+    var_returns = masked_var(returns, mask)
+    if float(var_returns) == 0.0:
+        return float("nan")
+    return float(1.0 - masked_var(returns - values, mask) / var_returns)
+
+
+class FixedKLController:
+    """A constant KL coefficient."""
+
+    def __init__(self, value: float):
+        self.value = float(value)
+
+    def update(self, current_kl: float, n_episodes: int) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = float(state["value"])
+
+
+class AdaptiveKLController(FixedKLController):
+    """Ziegler et al. (2019): move the coefficient so the KL per response tracks ``target``:
+    ``coef *= 1 + clip(KL / target - 1, -0.2, 0.2) * n_episodes / horizon``."""
+
+    def __init__(self, value: float, target: float, horizon: int):
+        super().__init__(value)
+        if target <= 0 or horizon <= 0:
+            raise ValueError("the adaptive KL controller needs target > 0 and horizon > 0")
+        self.target = float(target)
+        self.horizon = int(horizon)
+
+    def update(self, current_kl: float, n_episodes: int) -> None:
+        if not math.isfinite(current_kl):
+            return
+        error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + error * n_episodes / self.horizon

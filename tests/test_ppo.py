@@ -1,0 +1,291 @@
+"""PPO: the maths on hand-computed values and plain loops, the rollout's logprob identity, gradient accumulation,
+monitors, the run end to end, learning on a toy reward, and resume parity."""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from rlhf.config import ConfigError, validate_config
+from rlhf.methods.ppo import monitors
+from rlhf.models.policy import position_ids, response_mask, sample, token_logprobs
+from rlhf.objectives.ppo import (
+    AdaptiveKLController,
+    gae,
+    kl_estimate,
+    masked_whiten,
+    policy_loss_sum,
+    rloo_advantages,
+    shape_rewards,
+    value_loss_sum,
+)
+from rlhf.train import build_data_and_module, run
+
+PPO_FAST = ["experiment=ppo_tiny", "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+            "model.intermediate_size=64", "model.tokenizer.vocab_size=512", "data.source.max_documents=200",
+            "data.split.val_fraction=0.1", "data.split.test_fraction=0.1", "data.loader.batch_size=8",
+            "method.max_new_tokens=6", "method.num_minibatches=2", "method.ppo_epochs=2",
+            "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.limit_val_batches=2",
+            "trainer.limit_test_batches=2", "trainer.log_every_n_steps=1", "trainer.enable_model_summary=false",
+            "callbacks.progress_bar=none", "logger=csv"]
+
+
+# ---- maths --------------------------------------------------------------------------------------------------------
+def test_gae_matches_a_plain_loop_and_stops_at_the_last_real_token():
+    torch.manual_seed(0)
+    rewards, values = torch.randn(3, 5), torch.randn(3, 5)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.float)
+    gamma, lam = 0.9, 0.8
+    adv, returns = gae(rewards, values, mask, gamma, lam)
+    for row in range(3):
+        n = int(mask[row].sum())
+        expected, running = [0.0] * n, 0.0
+        for t in reversed(range(n)):
+            next_value = float(values[row, t + 1]) if t + 1 < n else 0.0  # no bootstrap after the last real token
+            delta = float(rewards[row, t]) + gamma * next_value - float(values[row, t])
+            running = delta + gamma * lam * running
+            expected[t] = running
+        assert torch.allclose(adv[row, :n], torch.tensor(expected), atol=1e-6)
+        assert torch.all(adv[row, n:] == 0) and torch.all(returns[row, n:] == 0)
+        assert torch.allclose(returns[row, :n], adv[row, :n] + values[row, :n], atol=1e-6)
+
+
+def test_gae_with_lambda_one_gamma_one_is_reward_to_go_minus_value():
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.5, 0.25, 0.0]])
+    adv, returns = gae(rewards, values, torch.ones(1, 3), 1.0, 1.0)
+    assert torch.allclose(returns, torch.tensor([[1.0, 1.0, 1.0]]))
+    assert torch.allclose(adv, torch.tensor([[0.5, 0.75, 1.0]]))
+
+
+def test_kl_estimators_by_hand():
+    logp, ref = torch.tensor([math.log(0.5), math.log(0.2)]), torch.tensor([math.log(0.25), math.log(0.4)])
+    k1 = kl_estimate(logp, ref, "k1")
+    assert torch.allclose(k1, torch.tensor([math.log(2.0), math.log(0.5)]))
+    k3 = kl_estimate(logp, ref, "k3")  # (q/p - 1) - log(q/p)
+    assert torch.allclose(k3, torch.tensor([(0.5 - 1) - math.log(0.5), (2.0 - 1) - math.log(2.0)]), atol=1e-6)
+    assert torch.all(k3 >= 0)
+    with pytest.raises(ValueError, match="k1 or k3"):
+        kl_estimate(logp, ref, "k2")
+
+
+def test_rewards_are_minus_kl_per_token_plus_the_score_at_the_last_real_token():
+    kl = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.float)
+    rewards = shape_rewards(torch.tensor([1.0, 2.0]), kl, mask, kl_coef=0.5)
+    expected = torch.tensor([[-0.05, -0.1, -0.15, -0.2 + 1.0], [-0.25, -0.3 + 2.0, 0.0, 0.0]])
+    assert torch.allclose(rewards, expected)
+
+
+def test_adaptive_kl_controller_updates_by_hand():
+    ctl = AdaptiveKLController(0.2, target=6.0, horizon=10000)
+    ctl.update(current_kl=9.0, n_episodes=1000)  # error = clip(9/6 - 1) = 0.2 (clipped from 0.5)
+    assert ctl.value == pytest.approx(0.2 * (1 + 0.2 * 0.1))
+    ctl.update(current_kl=5.4, n_episodes=500)  # error = -0.1
+    assert ctl.value == pytest.approx(0.2 * 1.02 * (1 - 0.1 * 0.05))
+    state = ctl.state_dict()
+    other = AdaptiveKLController(1.0, 6.0, 10000)
+    other.load_state_dict(state)
+    assert other.value == ctl.value
+
+
+def test_clipped_policy_loss_by_hand():
+    old = torch.zeros(1, 3)
+    new = torch.log(torch.tensor([[1.5, 0.5, 1.1]]))
+    adv = torch.tensor([[1.0, 1.0, -2.0]])
+    loss, logs = policy_loss_sum(new, old, adv, torch.ones(1, 3), clip=0.2)
+    # token 1: max(-1.5, -1.2) = -1.2 (clipped); token 2: max(-0.5, -0.8) = -0.5; token 3: max(2.2, 2.2) = 2.2
+    assert float(loss) == pytest.approx(-1.2 - 0.5 + 2.2, abs=1e-6)
+    assert float(logs["clipfrac"]) == 1.0  # only token 1
+    assert float(logs["ratio_max"]) == pytest.approx(1.5)
+
+
+def test_clipped_value_loss_by_hand():
+    values, old = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 0.0]])
+    returns = torch.tensor([[2.0, 1.0]])
+    loss, logs = value_loss_sum(values, old, returns, torch.ones(1, 2), clip=0.2)
+    # token 1: max((1-2)^2, (0.2-2)^2) = 3.24; token 2: max(1, 1) = 1
+    assert float(loss) == pytest.approx(0.5 * (3.24 + 1.0))
+    assert float(logs["vf_clipfrac"]) == 1.0
+    plain, _ = value_loss_sum(values, old, returns, torch.ones(1, 2), clip=None)
+    assert float(plain) == pytest.approx(0.5 * (1.0 + 1.0))
+
+
+def test_whitening_and_rloo_by_hand():
+    x = torch.tensor([[1.0, 2.0, 3.0, 99.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    w = masked_whiten(x, mask)
+    assert torch.allclose(w, torch.tensor([[-1.0, 0.0, 1.0, 0.0]]), atol=1e-4)  # unbiased std of 1,2,3 is 1
+    # prompt 1: scores 1, 2, 6 -> baselines 4, 3.5, 1.5; prompt 2: 0, 0, 3 -> 1.5, 1.5, 0
+    adv = rloo_advantages(torch.tensor([1.0, 2.0, 6.0, 0.0, 0.0, 3.0]), group_size=3)
+    assert torch.allclose(adv, torch.tensor([-3.0, -1.5, 4.5, -1.5, -1.5, 3.0]))
+
+
+def test_monitors():
+    assert monitors.negative_kl(torch.tensor([-1.0, -1.1, -0.9, -1.0])) is not None
+    assert monitors.negative_kl(torch.tensor([-0.1, 0.2, -0.15, 0.1])) is None
+    assert monitors.entropy_collapse(0.01, 0.05) and monitors.entropy_collapse(1.0, 0.05) is None
+    history = [{"step": 10, "reward": 0.1, "gold": 0.5, "gold_stderr": 0.01},
+               {"step": 20, "reward": 0.5, "gold": 0.45, "gold_stderr": 0.01}]
+    assert "reward hacking" in monitors.reward_hacking(history)
+    history[-1]["gold"] = 0.49  # within 2 standard errors: noise
+    assert monitors.reward_hacking(history) is None
+
+
+# ---- rollout ------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def ppo_parts(make_cfg, tmp_path):
+    def factory(*overrides):
+        cfg = make_cfg(*PPO_FAST, *overrides, fast=False)
+        datamodule, module = build_data_and_module(cfg, tmp_path / "tokenizer")
+        datamodule.setup("fit")
+        module.setup("fit")
+        batch = datamodule.collate([datamodule.datasets["train"][i] for i in range(8)])
+        return cfg, datamodule, module, batch
+
+    return factory
+
+
+def test_left_padded_prompts_give_the_logprobs_of_unpadded_ones(ppo_parts):
+    _, datamodule, module, batch = ppo_parts()
+    model = module.model
+    assert batch["attention_mask"][:, 0].eq(0).any(), "the batch should contain left padding"
+    for row in range(4):
+        real = batch["attention_mask"][row].bool()
+        alone = batch["input_ids"][row][real][None]
+        ref = model(input_ids=alone).logits[0, -1]
+        padded = model(input_ids=batch["input_ids"][row:row + 1], attention_mask=batch["attention_mask"][row:row + 1],
+                       position_ids=position_ids(batch["attention_mask"][row:row + 1])).logits[0, -1]
+        assert torch.allclose(ref, padded, atol=1e-5)
+
+
+def test_rollout_logprobs_equal_the_recomputed_ones_and_the_first_ratio_is_one(ppo_parts):
+    _, _, module, batch = ppo_parts("model.dropout=0.3", "model.attention_dropout=0.3", "method.temperature=0.7")
+    module.train()
+    roll = module.rollout(batch, torch.Generator().manual_seed(0))
+    mask = roll["mask"]
+    assert torch.allclose(roll["sample_logprobs"] * mask, roll["logprobs"], atol=1e-5)
+    assert torch.allclose(roll["logprobs"], roll["ref_logprobs"], atol=1e-6)  # the reference is the initial policy
+    adv = module.advantages(roll)
+    stats = module.minibatch_backward(roll, adv, torch.arange(4), micro=2)
+    assert stats["ratio"] / stats["tokens"] == pytest.approx(1.0, abs=1e-6)
+    assert stats["ratio_max"] == pytest.approx(1.0, abs=1e-5) and stats["clipfrac"] == 0.0
+
+
+def test_sampling_is_pure_and_truncates_after_the_first_eos():
+    torch.manual_seed(0)
+    logits = torch.log(torch.tensor([0.1, 0.2, 0.3, 0.4]))  # token 3 is EOS, 0 is pad (banned)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None):
+            out = type("Out", (), {})()
+            out.logits = logits.expand(input_ids.shape[0], input_ids.shape[1], 4)
+            out.past_key_values = None
+            return out
+
+    ids = torch.ones(4000, 1, dtype=torch.long)
+    tokens, logp = sample(Fixed(), ids, torch.ones_like(ids), 3, eos_token_id=3, pad_token_id=0,
+                          generator=torch.Generator().manual_seed(1), stop_early=False, banned_ids=[0])
+    first = tokens[:, 0]
+    freq = torch.bincount(first, minlength=4).float() / len(first)
+    assert torch.allclose(freq, torch.tensor([0.0, 2 / 9, 3 / 9, 4 / 9]), atol=0.03)  # softmax without the pad
+    mask = response_mask(tokens, eos_token_id=3, pad_token_id=0)
+    for row in range(50):
+        eos = (tokens[row] == 3).nonzero()
+        if len(eos):
+            end = int(eos[0]) + 1
+            assert mask[row, :end].all() and not mask[row, end:].any() and (tokens[row, end:] == 0).all()
+    assert torch.allclose(logp[:, 0], torch.log(torch.tensor([0.0, 2 / 9, 3 / 9, 4 / 9]))[first])
+    assert torch.allclose(token_logprobs(logits.expand(1, 1, 4), torch.tensor([[2]]), 1.0, [0]),
+                          torch.tensor([[math.log(3 / 9)]]))
+
+
+def test_gradient_accumulation_equals_the_large_batch(ppo_parts):
+    _, _, module, batch = ppo_parts("method.value=separate")
+    roll = module.rollout(batch, torch.Generator().manual_seed(0))
+    adv = module.advantages(roll)
+    # perturb the policy so ratios differ from 1 and clipping is active
+    with torch.no_grad():
+        for p in module.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    grads = {}
+    for micro in (8, 3, 1):
+        module.zero_grad(set_to_none=True)
+        module.minibatch_backward(roll, adv, torch.arange(8), micro=micro)
+        grads[micro] = [p.grad.clone() for p in module.parameters() if p.grad is not None]
+    for micro in (3, 1):
+        for a, b in zip(grads[8], grads[micro]):
+            assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_batch_sizes_must_divide_and_lightning_accumulation_is_refused(make_cfg):
+    with pytest.raises(ConfigError, match="num_minibatches=3 must divide the rollout batch of 8"):
+        validate_config(make_cfg(*PPO_FAST, "method.num_minibatches=3", fast=False))
+    with pytest.raises(ConfigError, match="micro_batch_size=3 must divide the minibatch of 4"):
+        validate_config(make_cfg(*PPO_FAST, "method.micro_batch_size=3", fast=False))
+    with pytest.raises(ConfigError, match="accumulate_grad_batches must be 1"):
+        validate_config(make_cfg(*PPO_FAST, "trainer.accumulate_grad_batches=2", fast=False))
+    with pytest.raises(ConfigError, match="samples_per_prompt=1 must be >= 2 with advantage=rloo"):
+        validate_config(make_cfg(*PPO_FAST, "method.advantage=rloo", fast=False))
+
+
+# ---- end to end ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", [["method.value=head"],
+                                     ["method.value=separate", "method.kl_target=1.0", "method.kl_estimator=k3",
+                                      "method.reward_norm=running", "method.missing_eos_penalty=1.0"],
+                                     ["method.advantage=rloo", "method.samples_per_prompt=2"]],
+                         ids=["head", "separate-adaptive-k3", "rloo"])
+def test_ppo_run_end_to_end_exports_a_causal_lm(make_cfg, variant):
+    cfg = make_cfg(*PPO_FAST, *variant, fast=False)
+    metrics = run(cfg)
+    out = Path(cfg.paths.output_dir)
+    for key in ("train/reward", "train/kl", "train/kl_coef", "train/entropy", "train/approx_kl", "train/clipfrac",
+                "train/ratio_max", "train/response_length", "train/eos_rate", "train/episodes_per_sec",
+                "time/generate", "time/score", "time/reference", "time/value", "time/update", "val/reward", "val/gold",
+                "val/kl", "test/gold"):
+        assert key in metrics and math.isfinite(metrics[key]), key
+    assert metrics["trainer/global_step"] == 4.0  # global_step counts PPO iterations
+    if "method.kl_target=1.0" in variant:
+        assert metrics["train/kl_coef"] != 0.05  # the adaptive controller moved it
+    samples = [json.loads(line) for line in (out / "samples" / "val_step000004.jsonl").read_text().splitlines()]
+    assert samples and {"prompt", "response", "reward", "gold"} <= set(samples[0])
+    policy = AutoModelForCausalLM.from_pretrained(out / "export")
+    assert policy.config.pad_token_id != policy.config.eos_token_id
+
+
+def test_ppo_resume_parity(make_cfg):
+    common = [*PPO_FAST, "trainer.max_steps=6", "trainer.val_check_interval=3", "test=false", "export=false",
+              "method.reward_norm=running", "method.kl_target=2.0"]
+    full = run(make_cfg(*common, subdir="full", fast=False))
+    first = make_cfg(*common, "callbacks.stop_at_step=3", subdir="first", fast=False)
+    run(first)
+    ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    resumed = run(make_cfg(*common, f"ckpt_path={ckpt}", subdir="resumed", fast=False))
+    for key in ("train/reward", "train/kl", "train/kl_coef", "train/pg_loss", "train/vf_loss", "val/reward",
+                "val/kl"):
+        assert resumed[key] == pytest.approx(full[key], abs=1e-6), key
+
+
+class CountLetter:
+    """A dense toy reward: the number of letters 'e' in the response (many tokens have some, so even a random
+    policy gets a signal)."""
+
+    def score(self, prompts, completions):
+        return torch.tensor([float(c.count("e")) for c in completions])
+
+
+def test_ppo_learns_a_toy_reward(make_cfg):
+    cfg = make_cfg(*PPO_FAST, "method.reward.kind=callable", "method.reward.target=test_ppo.CountLetter",
+                   "method.gold.kind=none", "optimized_metric=val/reward", "method.lr=3e-3", "method.kl_coef=0.01",
+                   "trainer.max_steps=40", "trainer.val_check_interval=40", "trainer.limit_val_batches=4",
+                   "data.loader.batch_size=16", "method.max_new_tokens=8", "test=false", "export=false", fast=False)
+    after = run(cfg)
+    rows = list(csv.DictReader(open(next(Path(cfg.paths.output_dir).glob("csv/*/metrics.csv")))))
+    first = [float(r["train/reward"]) for r in rows if r.get("train/reward")][:3]
+    before = sum(first) / len(first)  # the initial policy's samples
+    assert after["val/reward"] > before + 1.0, (before, after["val/reward"])  # on held-out prompts
+    assert after["train/kl"] < 20.0
