@@ -44,6 +44,8 @@ def test_every_group_option_composes(make_cfg, group, option):
         overrides.append("data.source.path=corpus.jsonl")
     if (group, option) in (("method", "reward"),) or option.startswith("feedback"):  # a method needs its data
         overrides = ["method=reward", "data=feedback_simulated", *overrides]
+    if (group, option) in (("method", "ppo"), ("data", "prompts")):
+        overrides = ["method=ppo", "data=prompts", "model=tiny_gpt2", *overrides]
     cfg = make_cfg(*overrides, fast=False)
     if group == "strategy" and option in ("fsdp", "deepspeed", "deepspeed_stage_3"):
         with pytest.raises(ConfigError, match="needs GPUs"):

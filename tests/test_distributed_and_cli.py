@@ -15,11 +15,11 @@ SMALL = ["logger=csv", "callbacks.progress_bar=none", "data.source.max_documents
          "trainer.limit_test_batches=4", "trainer.enable_model_summary=false", "method.warmup_steps=2"]
 
 
-def _train(tmp_path: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def _train(tmp_path: Path, *overrides: str, timeout: int = 300, small: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "RLHF_CACHE_DIR": str(tmp_path.parent / "rlhf-cli-cache"), "WANDB_MODE": "offline"}
     flags = [o for o in overrides if o.startswith("-")]  # hydra's flags (-m) go before the overrides
     overrides = [o for o in overrides if not o.startswith("-")]
-    return subprocess.run([sys.executable, "-m", "rlhf.train", *flags, f"paths.root_dir={tmp_path}", *SMALL,
+    return subprocess.run([sys.executable, "-m", "rlhf.train", *flags, f"paths.root_dir={tmp_path}", *(SMALL if small else SMALL[:2]),
                            *overrides],
                           capture_output=True, text=True, timeout=timeout, cwd=str(tmp_path), env=env)
 
@@ -36,6 +36,22 @@ def test_ddp_two_cpu_processes_over_gloo(tmp_path):
     assert (run_dir / "export" / "model.safetensors").exists()
     assert not list(tmp_path.glob("logs/**/.pl_hydra_rank_1"))  # rank 1 wrote into the same run dir, no stray dirs
     assert out.stdout.count("Run finished.") == 1  # printed by rank 0 only
+
+
+def test_ppo_under_ddp_two_cpu_processes_keeps_ranks_in_sync(tmp_path):
+    ppo = ["experiment=ppo_tiny", "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+           "model.intermediate_size=64", "model.tokenizer.vocab_size=512", "data.source.max_documents=200",
+           "data.loader.batch_size=8", "method.max_new_tokens=6", "method.num_minibatches=2", "method.ppo_epochs=2",
+           "method.reward_norm=running", "trainer.max_steps=4", "trainer.val_check_interval=2",
+           "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
+    out = _train(tmp_path, *ppo, "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+                 f"hydra.run.dir={tmp_path}/run", small=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "policy weights identical on 2 ranks" in out.stderr + out.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["trainer/global_step"] == 4.0 and "test/gold" in metrics
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4 and "ppo_state" in ckpt
 
 
 def test_ckpt_path_last_resumes_the_newest_run_and_its_wandb_run(tmp_path):

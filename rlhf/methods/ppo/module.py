@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
 from transformers import AutoTokenizer
 
@@ -406,6 +406,20 @@ class PPOModule(TrainableModule):
     def _check_health(self, kl_per_response: torch.Tensor, entropy: float) -> None:
         self._warn_once("negative_kl", monitors.negative_kl(kl_per_response.float()))
         self._warn_once("entropy_collapse", monitors.entropy_collapse(entropy, self.hparams.entropy_floor))
+
+    def on_train_end(self) -> None:
+        """Under DDP every rank must end with the same policy (gradients are averaged, steps identical): check it."""
+        world = self.trainer.world_size
+        if world < 2:
+            return
+        checksum = torch.stack([p.detach().double().sum() for p in self.model.parameters()]).sum().reshape(1)
+        every = self.all_gather(checksum).reshape(-1)
+        spread = float(every.max() - every.min())
+        if spread > 1e-6 * max(1.0, float(every.abs().max())):
+            rank_zero_warn(f"[ppo] policy weights differ across the {world} ranks (checksums {every.tolist()}): "
+                           f"gradients were not synchronised")
+        else:
+            rank_zero_info(f"[ppo] policy weights identical on {world} ranks (checksum {float(every[0]):.6f})")
 
     # ---- evaluation ----------------------------------------------------------------------------------------------
     def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
