@@ -69,20 +69,22 @@ def run_ours(iterations: int, workdir: Path) -> tuple[dict, Path]:
 TRL_WORKER = r'''
 import json, sys, time
 import torch
-from transformers import AutoTokenizer, GPT2Config
+from transformers import GPT2Config, PreTrainedTokenizerFast
 from trl import AutoModelForCausalLMWithValueHead, PPOConfig, PPOTrainer, create_reference_model
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 args = json.loads(sys.argv[1])
 torch.manual_seed(0)
 torch.set_num_threads(2)
-tok = AutoTokenizer.from_pretrained(args["tokenizer"])
+# transformers 4.45 cannot read the tokenizer_config.json that transformers 5 writes: load the tokenizer.json itself
+tok = PreTrainedTokenizerFast(tokenizer_file=args["tokenizer"] + "/tokenizer.json", eos_token="<|endoftext|>",
+                              bos_token="<|endoftext|>", unk_token="<|endoftext|>", pad_token="<|pad|>")
 prompts = [json.loads(line)["prompt"] for line in open(args["prompts"])]
 config = GPT2Config(vocab_size=len(tok), n_embd=128, n_layer=2, n_head=4, n_inner=512, n_positions=256,
                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tok.bos_token_id,
                     eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
 from transformers import GPT2LMHeadModel
-policy = AutoModelForCausalLMWithValueHead(GPT2LMHeadModel(config))
+policy = AutoModelForCausalLMWithValueHead.from_pretrained(GPT2LMHeadModel(config))
 ref = create_reference_model(policy)
 ppo_config = PPOConfig(batch_size=args["batch"], mini_batch_size=args["minibatch"], ppo_epochs=args["epochs"],
                        learning_rate=args["lr"], init_kl_coef=args["kl"], adap_kl_ctrl=False, seed=0,

@@ -40,7 +40,6 @@ from rlhf.models.policy import (
 from rlhf.objectives.ppo import (
     AdaptiveKLController,
     FixedKLController,
-    entropy_from_logits,
     explained_variance,
     gae,
     kl_estimate,
@@ -137,12 +136,18 @@ class PPOModule(TrainableModule):
         return [policy, value], [{"scheduler": s, "interval": "step"} for s in schedulers]
 
     # ---- model passes --------------------------------------------------------------------------------------------
-    def _policy_pass(self, seq: torch.Tensor, seq_mask: torch.Tensor, prompt_len: int, responses: torch.Tensor):
-        """Logits, logprobs of the response tokens and values (value=head) in one forward of the policy."""
+    def _policy_pass(self, seq: torch.Tensor, seq_mask: torch.Tensor, prompt_len: int, responses: torch.Tensor,
+                     with_entropy: bool = True):
+        """Logprobs of the response tokens, per-token entropy of the sampling distribution (if asked) and values
+        (value=head) from one forward of the policy and one log-softmax."""
         logits, hidden = forward_logits(self.model, seq, seq_mask, prompt_len, output_hidden=self.value_head is not None)
-        logprobs = token_logprobs(logits, responses, self.hparams.temperature, self.banned_ids)
+        log_dist = torch.log_softmax(scaled_logits(logits, self.hparams.temperature, self.banned_ids), dim=-1)
+        logprobs = log_dist.gather(-1, responses[..., None]).squeeze(-1)
+        entropy = None
+        if with_entropy:
+            entropy = -(log_dist.exp() * log_dist.masked_fill(torch.isinf(log_dist), 0.0)).sum(-1)
         values = self.value_head(hidden) if self.value_head is not None else None
-        return logits, logprobs, values
+        return entropy, logprobs, values
 
     def _critic_values(self, seq: torch.Tensor, seq_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
         return self.critic(seq, seq_mask)[:, prompt_len - 1:-1]
@@ -186,10 +191,10 @@ class PPOModule(TrainableModule):
         prompt_len = input_ids.shape[1]
         seq = torch.cat([input_ids, responses], 1)
         seq_mask = torch.cat([attention_mask, mask], 1)
-        logits, logprobs, values = self._policy_pass(seq, seq_mask, prompt_len, responses)
+        token_entropy, logprobs, values = self._policy_pass(seq, seq_mask, prompt_len, responses)
         ref_logits, _ = forward_logits(self.ref, seq, seq_mask, prompt_len)
         ref_logprobs = token_logprobs(ref_logits, responses, hp.temperature, self.banned_ids)
-        entropy = masked_mean(entropy_from_logits(scaled_logits(logits, hp.temperature, self.banned_ids)), mask)
+        entropy = masked_mean(token_entropy, mask)
         times["reference"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -297,14 +302,16 @@ class PPOModule(TrainableModule):
         hp = self.hparams
         mask = roll["mask"]
         denominator = self._token_denominator(mask[rows].sum())
-        sums = {k: 0.0 for k in ("pg_loss", "vf_loss", "vf_clipfrac", "clipfrac", "approx_kl", "ratio", "entropy",
-                                 "tokens")}
+        sums = {k: 0.0 for k in ("pg_loss", "vf_loss", "vf_clipfrac", "clipfrac", "approx_kl", "ratio", "tokens")}
+        if hp.entropy_coef:
+            sums["update_entropy"] = 0.0
         ratio_max = 0.0
         for mstart in range(0, len(rows), micro):
             idx = rows[mstart:mstart + micro]
             m = mask[idx]
-            logits, logprobs, values = self._policy_pass(roll["seq"][idx], roll["seq_mask"][idx], roll["prompt_len"],
-                                                         roll["responses"][idx])
+            token_entropy, logprobs, values = self._policy_pass(roll["seq"][idx], roll["seq_mask"][idx],
+                                                                roll["prompt_len"], roll["responses"][idx],
+                                                                with_entropy=bool(hp.entropy_coef))
             if values is None:
                 values = self._critic_values(roll["seq"][idx], roll["seq_mask"][idx], roll["prompt_len"])
             pg, pg_logs = policy_loss_sum(logprobs, roll["logprobs"][idx], adv["advantages"][idx], m, hp.clip_range)
@@ -316,16 +323,16 @@ class PPOModule(TrainableModule):
                 sums["vf_clipfrac"] += float(vf_logs.get("vf_clipfrac", 0.0))
             else:
                 loss = loss + 0.0 * values.sum()  # keeps every parameter in the graph (DDP)
-            entropy = masked_sum(entropy_from_logits(scaled_logits(logits, hp.temperature, self.banned_ids)), m)
-            if hp.entropy_coef:
+            if hp.entropy_coef:  # otherwise train/entropy is the rollout's (no extra pass over the vocabulary)
+                entropy = masked_sum(token_entropy, m)
                 loss = loss - hp.entropy_coef * entropy
+                sums["update_entropy"] += float(entropy.detach())
             loss = loss / denominator
             if self._trainer is not None:
                 self.manual_backward(loss)
             else:
                 loss.backward()
             sums["pg_loss"] += float(pg.detach())
-            sums["entropy"] += float(entropy.detach())
             sums["tokens"] += float(m.sum())
             for key in ("clipfrac", "approx_kl", "ratio"):
                 sums[key] += float(pg_logs[key])
