@@ -116,7 +116,12 @@ def test_pretrained_minilm_backbone_from_the_offline_wheel(make_cfg):
 
 def test_wandb_offline_run_records_resolved_config_and_provenance(make_cfg):
     cfg = make_cfg("logger=wandb", "trainer.max_steps=3", "trainer.val_check_interval=3")
-    run_and_close(cfg)  # closes the W&B run, which flushes it to disk
+    run_and_close(cfg)  # finishes the W&B run
+    import wandb
+
+    # The offline .wandb file is written by W&B's service process, which may still be flushing when finish()
+    # returns (seen once in CI under load); teardown waits for it, as the end of the process does.
+    wandb.teardown()
     run_dir = Path(cfg.paths.output_dir)
     run_id = (run_dir / "wandb_run_id.txt").read_text().strip()
     offline = list((run_dir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))

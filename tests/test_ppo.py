@@ -289,3 +289,24 @@ def test_ppo_learns_a_toy_reward(make_cfg):
     before = sum(first) / len(first)  # the initial policy's samples
     assert after["val/reward"] > before + 1.0, (before, after["val/reward"])  # on held-out prompts
     assert after["train/kl"] < 20.0
+
+
+def test_ppo_against_a_reward_model_with_its_own_tokenizer(make_cfg):
+    """The chain reward model -> PPO: a BERT reward model (WordPiece) scores a GPT-2 policy (byte-level BPE)."""
+    from test_reward import REWARD_FAST
+
+    rm_cfg = make_cfg(*REWARD_FAST, "trainer.max_steps=3", "test=false", subdir="rm", fast=False)
+    run(rm_cfg)
+    export = Path(rm_cfg.paths.output_dir) / "export"
+    cfg = make_cfg(*PPO_FAST, "method.reward.kind=reward_model", f"method.reward.path={export}",
+                   "trainer.max_steps=2", "test=false", "export=false", subdir="ppo", fast=False)
+    metrics = run(cfg)
+    assert math.isfinite(metrics["train/reward"]) and math.isfinite(metrics["val/reward"])
+    assert "val/gold" in metrics  # VADER stays the gold scorer next to the learned reward
+
+
+def test_a_missing_reward_model_is_a_config_error(make_cfg, tmp_path):
+    cfg = make_cfg(*PPO_FAST, "method.reward.kind=reward_model", f"method.reward.path={tmp_path}/nope",
+                   "trainer.max_steps=1", fast=False)
+    with pytest.raises(ConfigError, match="method.reward.path=.*is not a reward-model export"):
+        run(cfg)
