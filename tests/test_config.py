@@ -22,9 +22,24 @@ def test_default_config_validates(make_cfg):
     assert cfg.method.lr == 1e-3 and cfg.data.mask_prob == 0.15 and cfg.trainer.max_steps == 500
 
 
+def _tiny_causal_lm_export(directory: Path) -> Path:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from rlhf.data.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["the markets rose today", "the team won the cup again"] * 20, "bpe", 300)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2, n_positions=64,
+                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_validates_and_instantiates(make_cfg, experiment, tmp_path):
-    cfg = make_cfg(f"experiment={experiment}", fast=False)
+    overrides = []
+    if experiment == "ppo_sentiment":  # starts from an LM export: a tiny GPT-2 saved with save_pretrained
+        overrides.append(f"model.name_or_path={_tiny_causal_lm_export(tmp_path / 'lm')}")
+    cfg = make_cfg(f"experiment={experiment}", *overrides, fast=False)
     validate_config(cfg)
     assert cfg.experiment_name == experiment
     if cfg.model.source == "config":  # the tokenizer of a pretrained model is loaded, not trained on the corpus
@@ -46,6 +61,8 @@ def test_every_group_option_composes(make_cfg, group, option):
         overrides = ["method=reward", "data=feedback_simulated", *overrides]
     if (group, option) in (("method", "ppo"), ("data", "prompts")):
         overrides = ["method=ppo", "data=prompts", "model=tiny_gpt2", *overrides]
+    if (group, option) in (("method", "pwp"), ("data", "bbc_news_scored")):
+        overrides = ["method=pwp", "data=bbc_news_scored", "model=tiny_gpt2", *overrides]
     cfg = make_cfg(*overrides, fast=False)
     if group == "strategy" and option in ("fsdp", "deepspeed", "deepspeed_stage_3"):
         with pytest.raises(ConfigError, match="needs GPUs"):

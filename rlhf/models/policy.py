@@ -16,24 +16,48 @@ from rlhf.models.reward import gpt2_config
 from rlhf.utils.fields import get_field
 
 
-def build_causal_lm(cfg: Any, tokenizer) -> PreTrainedModel:
-    """``GPT2LMHeadModel`` from the config sizes, or any causal LM (hub name, local dir, this project's LM export)."""
+def build_causal_lm(cfg: Any, tokenizer, new_tokens: list[str] | None = None,
+                    new_token_noise: float = 0.01) -> PreTrainedModel:
+    """``GPT2LMHeadModel`` from the config sizes, or any causal LM (hub name, local dir, this project's LM export).
+
+    ``new_tokens`` (e.g. conditional training's control tokens, already in the tokenizer) get embedding rows at the
+    mean of the other rows plus N(0, new_token_noise^2) noise (0.01 in Korbak et al.), so they are not over-sampled before training (Korbak et al.);
+    a pretrained model's embeddings are resized for them first.
+    """
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ModelError("the policy's tokenizer needs a pad token distinct from EOS (padding would otherwise hide "
                          "real EOS tokens and shift where rewards and values are read); add one, e.g. "
                          "tokenizer.add_special_tokens({'pad_token': '<|pad|>'}), and resize the embeddings")
     if tokenizer.eos_token_id is None:
         raise ModelError("the policy's tokenizer has no EOS token; responses could never end")
+    new_ids = [tokenizer.convert_tokens_to_ids(t) for t in new_tokens or []]
     if get_field(cfg, "source") == "pretrained":
         name = get_field(cfg, "name_or_path")
         model = _from_pretrained(AutoModelForCausalLM, name, bool(get_field(cfg, "random_init", False)))
+        rows = model.get_input_embeddings().weight.shape[0]
+        if new_ids and len(tokenizer) > rows and all(i >= rows for i in new_ids) and rows + len(new_ids) >= len(
+                tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
         check_vocab(model, tokenizer, name)
         model.config.pad_token_id = tokenizer.pad_token_id
-        return model
-    if get_field(cfg, "arch") != "gpt2":
+    elif get_field(cfg, "arch") != "gpt2":
         raise ModelError(f"model.arch={get_field(cfg, 'arch')!r} is not a causal LM; use model=tiny_gpt2 "
                          f"(model.arch=gpt2) or model=pretrained with a causal LM")
-    return GPT2LMHeadModel(gpt2_config(cfg, tokenizer))
+    else:
+        model = GPT2LMHeadModel(gpt2_config(cfg, tokenizer))
+    if new_ids:
+        init_new_embeddings(model, new_ids, new_token_noise)
+    return model
+
+
+def init_new_embeddings(model: PreTrainedModel, new_ids: list[int], noise: float = 0.01) -> None:
+    embeddings = model.get_input_embeddings().weight
+    with torch.no_grad():
+        keep = torch.ones(embeddings.shape[0], dtype=torch.bool)
+        keep[new_ids] = False
+        mean = embeddings[keep].mean(0)
+        for i in new_ids:
+            embeddings[i] = mean + noise * torch.randn_like(mean)
 
 
 def disable_dropout(module: nn.Module) -> None:

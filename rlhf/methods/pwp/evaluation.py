@@ -1,0 +1,139 @@
+"""``GenerateAndScore``: at each validation and at test, sample from the LM unconditionally and from held-out prompts,
+score the samples with the configured scorer, and log misalignment (mean, expected maximum over k samples, fraction
+misaligned), the raw score, distinct-n diversity, length, and a sample table (W&B and ``<run>/samples/``).
+
+For conditional training the samples start with ``<|aligned|>`` and both control tokens are banned while sampling.
+Samples are drawn on rank 0 with a generator seeded by (seed, stage), so successive evaluations are comparable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from rlhf.data.segments import split_segments
+from rlhf.models.policy import response_mask, sample
+from rlhf.objectives.pwp import distinct_n, expected_max
+
+
+class GenerateAndScore(pl.Callback):
+    def __init__(self, scorer: dict | None = None, sense: str = "reward", threshold: float = 0.0,
+                 num_samples: int = 64, num_prompts: int = 32, prompt_words: int = 4, max_new_tokens: int = 32,
+                 k: int = 8, temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 64,
+                 table_rows: int = 8):
+        self.scorer_spec = scorer or {"kind": "gold", "name": "vader"}
+        self.sense, self.threshold = sense, float(threshold)
+        self.num_samples, self.num_prompts, self.prompt_words = num_samples, num_prompts, prompt_words
+        self.max_new_tokens, self.k = max_new_tokens, k
+        self.temperature, self.top_p = temperature, top_p
+        self.batch_size, self.table_rows = batch_size, table_rows
+        self._scorer = None
+
+    @property
+    def scorer(self):
+        if self._scorer is None:
+            from rlhf.scoring.build import build_scorer
+
+            self._scorer = build_scorer(self.scorer_spec, "method.evaluation.scorer")
+        return self._scorer
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.evaluate(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.evaluate(trainer, pl_module, "test")
+
+    # ---- sampling ------------------------------------------------------------------------------------------------
+    def _prompts(self, trainer: pl.Trainer, stage: str) -> list[str]:
+        datamodule = trainer.datamodule
+        docs = getattr(datamodule, "splits", {}).get(stage, [])
+        prompts = []
+        for doc in docs:
+            for segment in doc.get("segments") or split_segments(doc["text"]):
+                words = segment.split()
+                if len(words) > self.prompt_words + 2:
+                    prompts.append(" ".join(words[:self.prompt_words]))
+                    break
+            if len(prompts) >= self.num_prompts:
+                break
+        return prompts
+
+    @torch.no_grad()
+    def generate(self, module: pl.LightningModule, prompts: list[str], generator: torch.Generator
+                 ) -> tuple[list[str], list[list[int]]]:
+        tok = module.tokenizer
+        control = getattr(module, "control_ids", [])
+        start = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
+        if control:
+            start.append(control[0])  # <|aligned|>
+        banned = [tok.pad_token_id, *control]
+        texts, tokens = [], []
+        for begin in range(0, len(prompts), self.batch_size):
+            chunk = prompts[begin:begin + self.batch_size]
+            rows = [start + tok(p, add_special_tokens=False)["input_ids"] for p in chunk]
+            length = max(len(r) for r in rows)
+            ids = torch.full((len(rows), length), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, row in enumerate(rows):
+                ids[i, length - len(row):] = torch.tensor(row)
+                mask[i, length - len(row):] = 1
+            was_training = module.model.training
+            module.model.eval()
+            out, _ = sample(module.model, ids.to(module.device), mask.to(module.device), self.max_new_tokens,
+                            tok.eos_token_id, tok.pad_token_id, self.temperature, 0, self.top_p,
+                            generator, banned_ids=banned)
+            module.model.train(was_training)
+            real = response_mask(out, tok.eos_token_id, tok.pad_token_id)
+            for row, row_mask in zip(out.tolist(), real.tolist()):
+                kept = [t for t, m in zip(row, row_mask) if m and t != tok.eos_token_id]
+                tokens.append(kept)
+                texts.append(tok.decode(kept, skip_special_tokens=True))
+        return texts, tokens
+
+    def evaluate(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> dict[str, float]:
+        if trainer.global_rank != 0:
+            return {}
+        seed = int(getattr(module.hparams, "seed", 0))
+        digest = hashlib.blake2b(f"{seed}/{stage}".encode(), digest_size=8).digest()
+        generator = torch.Generator(device=module.device).manual_seed(int.from_bytes(digest, "big") >> 1)
+        scenarios = {"unconditional": [""] * self.num_samples, "prompted": self._prompts(trainer, stage)}
+        metrics, table = {}, []
+        for name, prompts in scenarios.items():
+            if not prompts:
+                continue
+            texts, tokens = self.generate(module, prompts, generator)
+            scores = self.scorer.score(prompts, texts).float()
+            misalignment = scores if self.sense == "misalignment" else -scores
+            misaligned = scores > self.threshold if self.sense == "misalignment" else scores < self.threshold
+            prefix = f"{stage}/{name}"
+            metrics.update({f"{prefix}/misalignment": float(misalignment.mean()),
+                            f"{prefix}/misalignment_max@{self.k}": expected_max(misalignment, self.k),
+                            f"{prefix}/misaligned_fraction": float(misaligned.float().mean()),
+                            f"{prefix}/score": float(scores.mean()),
+                            f"{prefix}/length": sum(len(t) for t in tokens) / len(tokens)})
+            for n in (1, 2, 3):
+                metrics[f"{prefix}/distinct_{n}"] = distinct_n(tokens, n)
+            table.extend({"scenario": name, "prompt": p, "sample": t, "score": float(s)}
+                         for p, t, s in list(zip(prompts, texts, scores.tolist()))[:self.table_rows])
+        module.log_dict(metrics, rank_zero_only=True)
+        self._write_table(trainer, stage, table)
+        return metrics
+
+    def _write_table(self, trainer: pl.Trainer, stage: str, rows: list[dict]) -> None:
+        if not rows:
+            return
+        directory = Path(trainer.default_root_dir) / "samples"
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / f"{stage}_step{trainer.global_step:06d}.jsonl", "w") as handle:
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_table"):
+                columns = list(rows[0])
+                logger.log_table(key=f"{stage}/samples", columns=columns, data=[[r[c] for c in columns] for r in rows],
+                                 step=trainer.global_step)
