@@ -310,3 +310,25 @@ def test_a_missing_reward_model_is_a_config_error(make_cfg, tmp_path):
                    "trainer.max_steps=1", fast=False)
     with pytest.raises(ConfigError, match="method.reward.path=.*is not a reward-model export"):
         run(cfg)
+
+
+def test_separate_critic_starts_from_a_causal_reward_model_sharing_the_tokenizer(ppo_parts, tmp_path):
+    from transformers import GPT2ForSequenceClassification
+
+    from rlhf.models.backbones import ModelError
+    from rlhf.models.policy import build_critic
+
+    _, datamodule, module, _ = ppo_parts()
+    reward_model = GPT2ForSequenceClassification(module.model.config.__class__(**{
+        **module.model.config.to_dict(), "num_labels": 1}))
+    torch.nn.init.normal_(reward_model.score.weight)
+    reward_model.save_pretrained(tmp_path / "rm")
+    critic = build_critic(str(tmp_path / "rm"), module.model, module.tokenizer)
+    assert torch.equal(critic.head.linear.weight, reward_model.score.weight.detach())  # the RM head starts the critic
+    body = reward_model.transformer.wte.weight.detach()
+    assert torch.equal(critic.body.wte.weight.detach(), body)
+    other = GPT2ForSequenceClassification(module.model.config.__class__(**{
+        **module.model.config.to_dict(), "num_labels": 1, "vocab_size": len(module.tokenizer) + 7}))
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(ModelError, match="differs from the policy's"):
+        build_critic(str(tmp_path / "other"), module.model, module.tokenizer)
