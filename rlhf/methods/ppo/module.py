@@ -459,7 +459,7 @@ class PPOModule(TrainableModule):
         results = {f"{stage}/{k}": m.compute() for k, m in self._eval.items()}
         for metric in self._eval.values():
             metric.reset()
-        self.log_dict(results, sync_dist=False)
+        self.log_dict(results, sync_dist=True)  # MeanMetric already reduced over ranks: averages identical values
         gold = torch.cat(self._eval_gold) if self._eval_gold else None
         self._eval_gold = []
         if stage == "val" and gold is not None and not self.trainer.sanity_checking:

@@ -108,7 +108,9 @@ class PreferenceWeightedLMModule(TrainableModule):
             both = self.all_gather(torch.stack([nll, count])).reshape(-1, 2).sum(0)
             nll, count = both[0], both[1]
         loss = (nll / count.clamp(min=1)).float()
-        self.log_dict({f"{stage}/lm_loss": loss, f"{stage}/perplexity": torch.exp(loss)}, prog_bar=stage == "val")
+        # already reduced over ranks; sync_dist only averages identical values (and tells Lightning so)
+        self.log_dict({f"{stage}/lm_loss": loss, f"{stage}/perplexity": torch.exp(loss)}, prog_bar=stage == "val",
+                      sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self._end("val")
