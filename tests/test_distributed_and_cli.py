@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +53,23 @@ def test_ppo_under_ddp_two_cpu_processes_keeps_ranks_in_sync(tmp_path):
     assert metrics["trainer/global_step"] == 4.0 and "test/gold" in metrics
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 4 and "ppo_state" in ckpt
+
+
+@pytest.mark.parametrize("method", ["reward", "pwp"])
+def test_reward_and_pwp_run_under_ddp_two_cpu_processes(tmp_path, method):
+    tiny = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
+            "model.tokenizer.vocab_size=512", "trainer.max_steps=4", "trainer.val_check_interval=2",
+            "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "data.loader.batch_size=8"]
+    extra = {"reward": ["experiment=reward_tiny", "data.source.max_articles=200", "data.max_length=48"],
+             "pwp": ["experiment=pwp_tiny", "method.objective=awr", "data.source.max_documents=150",
+                     "data.block_size=32", "method.evaluation.num_samples=8", "method.evaluation.num_prompts=4"]}
+    out = _train(tmp_path, *extra[method], *tiny, "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+                 f"hydra.run.dir={tmp_path}/run", small=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["trainer/global_step"] == 4.0
+    assert ("test/accuracy" if method == "reward" else "test/lm_loss") in metrics
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
 
 
 def test_ckpt_path_last_resumes_the_newest_run_and_its_wandb_run(tmp_path):

@@ -125,6 +125,9 @@ class TextDataModule(pl.LightningDataModule):
     def _eval_loader(self, split: str) -> DataLoader:
         rank, world = self._world()
         dataset = self.datasets[split]
+        if len(dataset) < world:
+            raise DataError(f"the {split} split has {len(dataset)} samples, fewer than the {world} ranks that share it; "
+                            f"add data, raise data.split.{split}_fraction, or use fewer devices")
         batch_size = int(self.loader_cfg.get("eval_batch_size") or self.loader_cfg.get("batch_size", 32))
         sampler = ResumableSampler(len(dataset), batch_size=batch_size, seed=self.seed, shuffle=False, rank=rank,
                                    world_size=world)
