@@ -35,11 +35,20 @@ def _plain(cfg: Any) -> Any:
     return cfg
 
 
+def _digest64(*parts: Any) -> bytes:
+    return hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
+
+
+def stable_seed(*parts: Any) -> int:
+    """A non-negative 63-bit seed that is a function of ``parts`` only (not of the process, rank order or RNG state):
+    the same after a resume and in any worker."""
+    return int.from_bytes(_digest64(*parts), "big") >> 1
+
+
 def sample_key(seed: int, split: str, epoch: int, index: int) -> int:
     """A signed 64-bit key owned by one sample of one epoch: the seed of all its randomness (e.g. its MLM mask), the
     same in any batch, worker process or rank, and after a resume."""
-    digest = hashlib.blake2b(f"{seed}/{split}/{epoch}/{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    return int.from_bytes(_digest64(seed, split, epoch, index), "big", signed=True)
 
 
 class TextDataModule(pl.LightningDataModule):

@@ -80,6 +80,17 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return ref
 
 
+def left_pad(rows: list[list[int]] | list[torch.Tensor], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ``input_ids`` and ``attention_mask``: every row ends at the last column, where sampling continues."""
+    length = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, length - len(row):] = torch.as_tensor(row, dtype=torch.long)
+        attention_mask[i, length - len(row):] = 1
+    return input_ids, attention_mask
+
+
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that start at 0 on the first real token of each left-padded row (pads get 0)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -118,3 +118,20 @@ def previous_wandb_id(ckpt: Path | None) -> str | None:
         if marker.exists():
             return marker.read_text().strip() or None
     return None
+
+
+def log_samples(trainer: Any, stage: str, rows: list[dict]) -> None:
+    """A sample table (prompt / response / scores rows): ``<run>/samples/<stage>_stepNNNNNN.jsonl`` and, for loggers
+    that have one (W&B), ``log_table`` under ``<stage>/samples``."""
+    if not rows:
+        return
+    directory = Path(trainer.default_root_dir) / "samples"
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / f"{stage}_step{trainer.global_step:06d}.jsonl", "w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    columns = list(rows[0])
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_table"):
+            logger.log_table(key=f"{stage}/samples", columns=columns, data=[[r.get(c) for c in columns] for r in rows],
+                             step=trainer.global_step)

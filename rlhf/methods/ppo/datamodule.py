@@ -12,6 +12,7 @@ from rlhf.data.readers import DataError
 from rlhf.data.sampling import EpochIndexed
 from rlhf.data.simulated_feedback import sentences
 from rlhf.methods.base import TextDataModule
+from rlhf.models.policy import left_pad
 
 
 class PromptDataModule(TextDataModule):
@@ -65,13 +66,7 @@ class PromptDataModule(TextDataModule):
 
     def collate(self, samples: list[dict]) -> dict:
         """Left padding: every prompt ends at the last column, where sampling continues."""
-        length = max(len(s["input_ids"]) for s in samples)
-        input_ids = torch.full((len(samples), length), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
-        for row, sample in enumerate(samples):
-            n = len(sample["input_ids"])
-            input_ids[row, length - n:] = sample["input_ids"]
-            attention_mask[row, length - n:] = 1
+        input_ids, attention_mask = left_pad([s["input_ids"] for s in samples], self.tokenizer.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "prompt": [s["prompt"] for s in samples],
                 "index": torch.tensor([s["index"] for s in samples], dtype=torch.long)}
 

@@ -8,12 +8,9 @@ counts iterations, so ``trainer.max_steps``, ``val_check_interval`` and checkpoi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +20,7 @@ from torchmetrics import MeanMetric
 from transformers import AutoTokenizer
 
 from rlhf.config import ConfigError
-from rlhf.methods.base import TrainableModule, _plain, adamw, lr_schedule
+from rlhf.methods.base import TrainableModule, _plain, adamw, lr_schedule, stable_seed
 from rlhf.methods.ppo import monitors
 from rlhf.models.policy import (
     ValueHead,
@@ -53,12 +50,9 @@ from rlhf.objectives.ppo import (
     value_loss_sum,
 )
 from rlhf.scoring.build import build_scorer
+from rlhf.utils.run import log_samples
 
 PHASES = ("generate", "score", "reference", "value", "update")
-
-
-def _seed_of(*parts: Any) -> int:
-    return int.from_bytes(hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest(), "big") >> 1
 
 
 class PPOModule(TrainableModule):
@@ -154,7 +148,7 @@ class PPOModule(TrainableModule):
 
     def _generator(self, *tag: Any) -> torch.Generator:
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(_seed_of(self.hparams.seed, self.global_rank, *tag))
+        gen.manual_seed(stable_seed(self.hparams.seed, self.global_rank, *tag))
         return gen
 
     def _decode(self, responses: torch.Tensor, mask: torch.Tensor) -> list[str]:
@@ -471,18 +465,8 @@ class PPOModule(TrainableModule):
 
     def _log_samples(self, stage: str) -> None:
         samples, self._eval_samples = self._eval_samples, []
-        if not samples or self.global_rank != 0:
-            return
-        directory = Path(self.trainer.default_root_dir) / "samples"
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / f"{stage}_step{self.global_step:06d}.jsonl", "w") as f:
-            for row in samples:
-                f.write(json.dumps(row) + "\n")
-        for logger in self.loggers:
-            if hasattr(logger, "log_table"):
-                columns = list(samples[0])
-                logger.log_table(key=f"{stage}/samples", columns=columns,
-                                 data=[[row.get(c) for c in columns] for row in samples], step=self.global_step)
+        if self.global_rank == 0:
+            log_samples(self.trainer, stage, samples)
 
     def on_validation_epoch_end(self) -> None:
         self._end_eval("val")

@@ -14,7 +14,6 @@ Validation and test blocks are always the untouched held-out text (no filtering,
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from functools import cached_property
 
@@ -26,7 +25,7 @@ from rlhf.data.packing import pack_documents
 from rlhf.data.readers import DataError, read_records
 from rlhf.data.sampling import EpochIndexed
 from rlhf.data.segments import check_scores, score_segments, split_segments
-from rlhf.methods.base import TextDataModule, _plain
+from rlhf.methods.base import TextDataModule, _plain, stable_seed
 
 SPLITS = ("train", "val", "test")
 
@@ -157,8 +156,7 @@ class ScoredLMDataModule(TextDataModule):
     # ---- blocks --------------------------------------------------------------------------------------------------
     def _keep_bare(self, doc_id: str, index: int) -> bool:
         fraction = float(self.conditional_cfg.get("drop_token_fraction", 0.01))
-        digest = hashlib.blake2b(f"{self.seed}/{doc_id}/{index}".encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big") / 2**64 < fraction
+        return stable_seed(self.seed, doc_id, index) / 2**63 < fraction
 
     def build_dataset(self, split: str) -> EpochIndexed:
         tok = self.tokenizer

@@ -8,16 +8,14 @@ Samples are drawn on rank 0 with a generator seeded by (seed, stage), so success
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-
 import lightning.pytorch as pl
 import torch
 
 from rlhf.data.segments import split_segments
-from rlhf.models.policy import response_mask, sample
+from rlhf.methods.base import stable_seed
+from rlhf.models.policy import left_pad, response_mask, sample
 from rlhf.objectives.pwp import distinct_n, expected_max
+from rlhf.utils.run import log_samples
 
 
 class GenerateAndScore(pl.Callback):
@@ -76,12 +74,7 @@ class GenerateAndScore(pl.Callback):
         for begin in range(0, len(prompts), self.batch_size):
             chunk = prompts[begin:begin + self.batch_size]
             rows = [start + tok(p, add_special_tokens=False)["input_ids"] for p in chunk]
-            length = max(len(r) for r in rows)
-            ids = torch.full((len(rows), length), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for i, row in enumerate(rows):
-                ids[i, length - len(row):] = torch.tensor(row)
-                mask[i, length - len(row):] = 1
+            ids, mask = left_pad(rows, tok.pad_token_id)
             was_training = module.model.training
             module.model.eval()
             out, _ = sample(module.model, ids.to(module.device), mask.to(module.device), self.max_new_tokens,
@@ -99,8 +92,7 @@ class GenerateAndScore(pl.Callback):
         if trainer.global_rank != 0:
             return {}
         seed = int(getattr(module.hparams, "seed", 0))
-        digest = hashlib.blake2b(f"{seed}/{stage}".encode(), digest_size=8).digest()
-        generator = torch.Generator(device=module.device).manual_seed(int.from_bytes(digest, "big") >> 1)
+        generator = torch.Generator(device=module.device).manual_seed(stable_seed(seed, stage))
         scenarios = {"unconditional": [""] * self.num_samples, "prompted": self._prompts(trainer, stage)}
         metrics, table = {}, []
         for name, prompts in scenarios.items():
@@ -121,19 +113,5 @@ class GenerateAndScore(pl.Callback):
             table.extend({"scenario": name, "prompt": p, "sample": t, "score": float(s)}
                          for p, t, s in list(zip(prompts, texts, scores.tolist()))[:self.table_rows])
         module.log_dict(metrics, rank_zero_only=True)
-        self._write_table(trainer, stage, table)
+        log_samples(trainer, stage, table)
         return metrics
-
-    def _write_table(self, trainer: pl.Trainer, stage: str, rows: list[dict]) -> None:
-        if not rows:
-            return
-        directory = Path(trainer.default_root_dir) / "samples"
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / f"{stage}_step{trainer.global_step:06d}.jsonl", "w") as handle:
-            for row in rows:
-                handle.write(json.dumps(row) + "\n")
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_table"):
-                columns = list(rows[0])
-                logger.log_table(key=f"{stage}/samples", columns=columns, data=[[r[c] for c in columns] for r in rows],
-                                 step=trainer.global_step)
