@@ -702,7 +702,22 @@ def _union_fields(schemas: list[type]) -> dict[str, list[type]]:
     return out
 
 
-OVERLAY_GROUPS = ("experiment", "debug", "hparams_search", "hydra")  # config groups that are not keys of RunConf
+OVERLAY_GROUPS = ("experiment", "debug", "hparams_search", "launcher", "hydra")  # groups that are not keys of RunConf
+PLUGIN_GROUPS = {"hparams_search": "hydra_plugins.hydra_optuna_sweeper",
+                 "launcher": "hydra_plugins.hydra_submitit_launcher"}
+
+
+def _missing_plugin_hint(group: str) -> str | None:
+    import importlib.util
+
+    module = PLUGIN_GROUPS.get(group)
+    try:
+        found = module is None or importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if found:
+        return None
+    return f"{group}= needs a Hydra plugin that is not installed: pip install -e \".[sweeps]\""
 
 
 def key_hints(overrides: list[str]) -> list[str]:
@@ -715,6 +730,9 @@ def key_hints(overrides: list[str]) -> list[str]:
         parts = key.split(".")
         top = _schema_fields(RunConf)
         if parts[0] in OVERLAY_GROUPS and len(parts) == 1:
+            plugin_hint = _missing_plugin_hint(parts[0])
+            if plugin_hint:
+                hints.append(plugin_hint)
             continue
         if parts[0] not in top:
             hints.append(f"'{parts[0]}' is not a config key or group.{suggest_key(parts[0], list(top))}")

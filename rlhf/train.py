@@ -45,6 +45,7 @@ from rlhf.utils.run import (  # noqa: E402
     scalar_metrics,
     write_json,
 )
+from rlhf.utils.sweep import JobFailed, finish_sweep  # noqa: E402
 
 log = logging.getLogger("rlhf")
 USER_ERRORS = (ConfigError, DataError, ModelError, ResumeError)
@@ -173,10 +174,12 @@ def _print_summary(output_dir: Path, trainer: pl.Trainer, export_dir: Path | Non
 
 
 def run_and_close(cfg: DictConfig) -> dict[str, Any]:
-    """:func:`run`, then always finish the W&B run, even on error, so the next job of a sweep starts clean."""
+    """:func:`run`, then always finish the W&B run (and, on error, drop the process group), so the next job of a
+    sweep starts clean."""
     try:
         return run(cfg)
     except BaseException:
+        teardown_distributed(barrier=False)
         _finish_wandb(exit_code=1)
         raise
     finally:
@@ -198,6 +201,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         metrics = run_and_close(cfg)
     except USER_ERRORS as err:  # a message for the user, not a traceback from deep inside a library
         print(f"\nError: {err}", file=sys.stderr, flush=True)
+        if str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
+            raise JobFailed(str(err)) from err  # Hydra records the job as failed and launches the next one
         raise SystemExit(1) from err
     value = metrics.get(cfg.optimized_metric) if cfg.optimized_metric else None
     return float(value) if isinstance(value, (int, float)) else None
@@ -213,6 +218,8 @@ def main() -> None:
             for hint in key_hints(sys.argv[1:]):
                 print(f"Hint: {hint}", file=sys.stderr)
         raise
+    finally:
+        finish_sweep()  # the table of a multirun, also when a job failed (Hydra then skips on_multirun_end)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Results table of experiments/pwp_tradeoff/run.sh: per objective, mean +- std over seeds of the misaligned-sample
-rate (unconditional and prompted samples, scored by VADER) and the held-out LM loss on untouched text."""
+rate (unconditional and prompted samples, scored by the run's scorer) and the held-out LM loss on untouched text."""
 
 import json
 import statistics

@@ -20,14 +20,17 @@ from omegaconf import DictConfig, OmegaConf
 from rlhf.config import ConfigError
 
 
-def teardown_distributed() -> None:
+def teardown_distributed(barrier: bool = True) -> None:
     """Barrier and destroy the process group once the run's last stage is done: avoids gloo's sporadic abort at
     interpreter exit. Not between fit and test: Lightning reuses the group, and re-creating it on the same port
-    races (rank 1 can reach rank 0's closing store and fail with 'Failed to recv, got 0 bytes')."""
+    races (rank 1 can reach rank 0's closing store and fail with 'Failed to recv, got 0 bytes'). After a failure,
+    no barrier (the other ranks may never reach it): the group is only destroyed, so the next job of a sweep in the
+    same process starts clean."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if barrier:
+            dist.barrier()
         dist.destroy_process_group()
 
 
