@@ -24,22 +24,29 @@ def rating_loss(predicted: torch.Tensor, target: torch.Tensor) -> tuple[torch.Te
     return loss, {"mse": loss.detach()}
 
 
-def calibration_error(probabilities: torch.Tensor, outcomes: torch.Tensor, bins: int = 10) -> torch.Tensor:
-    """Expected calibration error: ``sum_b (n_b / n) |mean(p in b) - mean(outcome in b)|`` over equal-width bins.
-
-    For a pairwise reward model, ``p = sigmoid(r_chosen - r_rejected)`` and ``outcome = 1`` (the label says chosen
-    won): a calibrated model that says 70% is right 70% of the time. Pairs are symmetrised (each pair also counted as
-    ``1 - p`` with outcome 0) so every bin is populated.
-    """
-    p = torch.cat([probabilities, 1 - probabilities]).double()
-    y = torch.cat([outcomes, 1 - outcomes]).double()
+def calibration_bins(probabilities: torch.Tensor, outcomes: torch.Tensor, bins: int = 10) -> list[dict[str, float]]:
+    """The reliability diagram: per equal-width bin of ``p``, the mean predicted probability, the empirical rate of the
+    outcome and the count. Pairs are symmetrised (each pair also counted as ``1 - p`` with outcome ``1 - y``), so
+    for a pairwise reward model with ``p = sigmoid(r_chosen - r_rejected)`` and ``y = 1`` every bin is populated."""
+    p = torch.cat([probabilities, 1 - probabilities]).double().cpu()
+    y = torch.cat([outcomes, 1 - outcomes]).double().cpu()
     index = (p * bins).long().clamp(max=bins - 1)
-    error = torch.zeros((), dtype=torch.float64)
+    rows = []
     for b in range(bins):
         in_bin = index == b
         if in_bin.any():
-            error += in_bin.double().mean() * (p[in_bin].mean() - y[in_bin].mean()).abs()
-    return error.float()
+            rows.append({"low": b / bins, "high": (b + 1) / bins, "predicted": float(p[in_bin].mean()),
+                         "observed": float(y[in_bin].mean()), "count": int(in_bin.sum())})
+    return rows
+
+
+def calibration_error(probabilities: torch.Tensor, outcomes: torch.Tensor, bins: int = 10) -> torch.Tensor:
+    """Expected calibration error: ``sum_b (n_b / n) |mean(p in b) - mean(outcome in b)|`` over the bins of
+    :func:`calibration_bins`: a calibrated model that says 70% is right 70% of the time."""
+    rows = calibration_bins(probabilities, outcomes, bins)
+    total = sum(row["count"] for row in rows)
+    error = sum(row["count"] / total * abs(row["predicted"] - row["observed"]) for row in rows) if total else 0.0
+    return torch.tensor(error, dtype=torch.float32)
 
 
 def _ranks(values: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,8 @@ from transformers import AutoTokenizer
 
 from rlhf.methods.base import TrainableModule, _plain
 from rlhf.models.reward import build_reward_model, reward_scores
-from rlhf.objectives.reward import bradley_terry_loss, calibration_error, rating_loss, spearman
+from rlhf.objectives.reward import bradley_terry_loss, calibration_bins, calibration_error, rating_loss, spearman
+from rlhf.utils.run import write_json
 
 OBJECTIVES = ("pairwise", "rating")
 
@@ -109,6 +110,11 @@ class RewardModelModule(TrainableModule):
         if stage == "val" and len(rewards) > 1:
             self.reward_stats.copy_(torch.stack([rewards.mean(), rewards.std().clamp(min=1e-6)]))
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, prog_bar=(stage == "val"), sync_dist=True)
+        if stage == "test" and self.objective == "pairwise" and len(values["chosen"]) and self._trainer is not None \
+                and self.trainer.is_global_zero:  # the reliability diagram, for notebooks/reward_calibration.ipynb
+            diff = values["chosen"] - values["rejected"]
+            write_json(Path(self.trainer.default_root_dir) / "calibration_test.json",
+                       calibration_bins(torch.sigmoid(diff).float(), torch.ones_like(diff).float()))
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval("val", self.val_buffer)

@@ -1,0 +1,122 @@
+"""``rlhf-pipeline`` on tiny settings: MLM -> reward -> PWP -> PPO chained through exports; an interrupted stage
+resumes, completed stages are skipped, a changed stage re-runs; then every notebook executes on those run dirs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "all:logger=csv", "all:trainer.enable_model_summary=false",
+    "mlm:data.source.max_documents=300", "mlm:model.tokenizer.vocab_size=1024", "mlm:model.hidden_size=64",
+    "mlm:model.intermediate_size=128", "mlm:model.num_heads=2", "mlm:data.block_size=32",
+    "mlm:trainer.val_check_interval=5", "mlm:trainer.limit_val_batches=4", "mlm:trainer.limit_test_batches=4",
+    "reward:trainer.max_steps=10", "reward:trainer.val_check_interval=5", "reward:data.source.pairs_per_article=1",
+    "pwp:data.source.max_documents=300", "pwp:trainer.max_steps=10", "pwp:trainer.val_check_interval=5",
+    "pwp:method.evaluation.num_samples=8", "pwp:method.evaluation.num_prompts=8", "pwp:trainer.limit_val_batches=2",
+    "pwp:trainer.limit_test_batches=2",
+    "ppo:trainer.max_steps=3", "ppo:trainer.val_check_interval=3", "ppo:data.loader.batch_size=8",
+    "ppo:data.loader.eval_batch_size=8", "ppo:method.num_minibatches=2", "ppo:trainer.limit_val_batches=1",
+    "ppo:trainer.limit_test_batches=1",
+]
+
+
+def _pipeline(out: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RLHF_CACHE_DIR": str(out.parent / "cache"), "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, "-m", "rlhf.pipeline", f"out_dir={out}", *TINY, *args],
+                          capture_output=True, text=True, timeout=900, cwd=str(out.parent), env=env)
+
+
+def _statuses(out: Path) -> dict[str, str]:
+    return {row["stage"]: row["status"] for row in json.loads((out / "pipeline_summary.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline") / "out"
+    # an MLM stage that stopped after 10 steps, before it was marked complete (as if killed)
+    first = _pipeline(out, "only=[mlm]", "mlm:trainer.max_steps=10")
+    assert first.returncode == 0, first.stderr[-3000:]
+    (out / "mlm" / "stage_done.json").unlink()
+    full = _pipeline(out, "mlm:trainer.max_steps=20")
+    return out, full
+
+
+@pytest.mark.slow
+def test_pipeline_chains_the_four_methods_through_their_exports(pipeline_run):
+    out, full = pipeline_run
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert _statuses(out) == {"mlm": "resumed", "reward": "ran", "pwp": "ran", "ppo": "ran"}
+    assert json.loads((out / "mlm" / "metrics.json").read_text())["trainer/global_step"] == 20.0  # resumed at 10
+    config = {stage: (out / stage / ".hydra" / "overrides.yaml").read_text() for stage in ("reward", "pwp", "ppo")}
+    assert f"model.name_or_path={out}/mlm/export" in config["reward"]
+    assert f"data.scores.scorer.path={out}/reward/export" in config["pwp"]
+    assert f"model.name_or_path={out}/pwp/export" in config["ppo"]
+    assert f"method.reward.path={out}/reward/export" in config["ppo"]
+    for stage in ("mlm", "reward", "pwp", "ppo"):
+        assert (out / stage / "export" / "config.json").exists()
+    table = full.stdout[full.stdout.index("Pipeline "):]
+    assert "val/loss" in table and "val/lm_loss" in table and "val/gold" in table  # each stage's headline metric
+    assert "[pipeline]   rlhf-train logger=wandb_csv" in full.stdout  # each stage's command, to run it alone
+
+
+@pytest.mark.slow
+def test_pipeline_rerun_skips_completed_stages_and_reruns_changed_ones(pipeline_run):
+    out, full = pipeline_run
+    assert full.returncode == 0
+    again = _pipeline(out, "mlm:trainer.max_steps=20")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert set(_statuses(out).values()) == {"skipped"}
+    changed = _pipeline(out, "mlm:trainer.max_steps=20", "ppo:method.lr=5e-5")
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert _statuses(out) == {"mlm": "skipped", "reward": "skipped", "pwp": "skipped", "ppo": "ran"}
+    assert "ppo: runs again because its overrides changed (method.lr=5e-5)" in changed.stdout
+    assert len(list(out.glob("ppo.replaced-*"))) == 1  # the previous run dir is kept
+
+
+def test_pipeline_config_errors_name_the_stage(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from rlhf.pipeline import PipelineError, plan, split_stage_args
+    from rlhf.train import CONFIG_DIR
+
+    rest, routed = split_stage_args(["out_dir=x", "ppo:trainer.max_steps=3", "all:logger=csv", "hydra.run.dir=y"])
+    assert rest == ["out_dir=x", "hydra.run.dir=y"] and routed == {"ppo": ["trainer.max_steps=3"],
+                                                                  "all": ["logger=csv"]}
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose("pipeline", overrides=[f"out_dir={tmp_path}"])
+        steps = plan(cfg, routed)
+        assert [s["name"] for s in steps] == ["mlm", "reward", "pwp", "ppo"]
+        assert steps[3]["overrides"][-2:] == ["trainer.max_steps=3", "seed=42"]
+        assert "logger=csv" in steps[0]["overrides"]
+        with pytest.raises(PipelineError, match="rmm:... names no stage; stages: mlm, reward, pwp, ppo"):
+            plan(cfg, {"rmm": ["a=1"]})
+        bad = compose("pipeline", overrides=[f"out_dir={tmp_path}", "stages.reward.needs=[ppo]"])
+        with pytest.raises(PipelineError, match="stages.reward.needs: 'ppo' is not a stage that runs before"):
+            plan(bad)
+
+
+@pytest.mark.slow
+def test_notebooks_execute_on_the_pipeline_runs(pipeline_run, tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    out, full = pipeline_run
+    assert full.returncode == 0
+    monkeypatch.setenv("RLHF_RUNS", str(out))
+    monkeypatch.setenv("RLHF_FIGURES", str(tmp_path / "figures"))
+    notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
+    assert {n.stem for n in notebooks} >= {"mlm_loss_curves", "reward_calibration", "ppo_reward_kl", "pwp_frontier"}
+    for path in notebooks:
+        book = nbformat.read(path, as_version=4)
+        nbclient.NotebookClient(book, timeout=300, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}}).execute()
+        text = "".join(o.get("text", "") for c in book.cells if c.cell_type == "code" for o in c.get("outputs", []))
+        assert "run(s) under" in text or "saved" in text, (path.name, text[-2000:])
+    figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    assert figures == ["mlm_loss_curves.png", "ppo_reward_kl.png", "pwp_frontier.png", "reward_calibration.png"]
+    assert all((tmp_path / "figures" / f).stat().st_size > 10_000 for f in figures)  # plots with content
+
