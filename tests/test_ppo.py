@@ -204,6 +204,32 @@ def test_sampling_is_pure_and_truncates_after_the_first_eos():
                           torch.tensor([[math.log(3 / 9)]]))
 
 
+def test_keyed_sampling_follows_the_softmax_and_ignores_the_batch_around_a_row():
+    logits = torch.log(torch.tensor([0.1, 0.2, 0.3, 0.4]))
+
+    class Fixed(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None):
+            out = type("Out", (), {})()
+            out.logits = logits.expand(input_ids.shape[0], input_ids.shape[1], 4)
+            out.past_key_values = None
+            return out
+
+    ids = torch.ones(4000, 1, dtype=torch.long)
+    keys = torch.arange(4000)
+    tokens, logp = sample(Fixed(), ids, torch.ones_like(ids), 3, eos_token_id=3, pad_token_id=0, stop_early=False,
+                          banned_ids=[0], row_keys=keys, stream=5)
+    freq = torch.bincount(tokens[:, 0], minlength=4).float() / 4000
+    assert torch.allclose(freq, torch.tensor([0.0, 2 / 9, 3 / 9, 4 / 9]), atol=0.03)  # the pad is never drawn
+    assert torch.allclose(logp[:, 0], torch.log(torch.tensor([0.0, 2 / 9, 3 / 9, 4 / 9]))[tokens[:, 0]])
+    # the rows of keys 10..19 sampled on their own (as on another rank) give the same tokens
+    alone, _ = sample(Fixed(), ids[:10], torch.ones_like(ids[:10]), 3, eos_token_id=3, pad_token_id=0,
+                      stop_early=False, banned_ids=[0], row_keys=keys[10:20], stream=5)
+    assert torch.equal(alone, tokens[10:20])
+    other_stream, _ = sample(Fixed(), ids, torch.ones_like(ids), 3, eos_token_id=3, pad_token_id=0,
+                             stop_early=False, banned_ids=[0], row_keys=keys, stream=6)
+    assert not torch.equal(other_stream, tokens)
+
+
 def test_gradient_accumulation_equals_the_large_batch(ppo_parts):
     _, _, module, batch = ppo_parts("method.value=separate")
     roll = module.rollout(batch, torch.Generator().manual_seed(0))

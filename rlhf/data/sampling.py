@@ -18,12 +18,14 @@ class ResumableSampler(Sampler):
     """Shuffles with ``torch.Generator(seed + epoch)``, gives each rank every ``world_size``-th sample, and can skip
     the first ``skip_batches`` batches of one epoch (set when restoring a mid-epoch checkpoint).
 
-    Lightning calls :meth:`set_epoch` at the start of each epoch. The tail that does not divide evenly across ranks
-    is dropped so all ranks run the same number of steps.
+    Lightning calls :meth:`set_epoch` at the start of each epoch. For training (``drop_tail=True``) the tail that
+    does not divide evenly across ranks is dropped so all ranks run the same number of steps; for evaluation
+    (``drop_tail=False``) every sample is kept, so a held-out metric covers the same samples on any number of ranks
+    (ranks may then run one batch more or less: evaluation steps must not communicate, metrics sync at the end).
     """
 
     def __init__(self, num_samples: int, *, batch_size: int, seed: int = 0, shuffle: bool = True, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, drop_tail: bool = True):
         if num_samples < world_size:
             raise ValueError(f"{num_samples} samples cannot be shared by {world_size} ranks")
         self.num_samples = num_samples
@@ -32,6 +34,7 @@ class ResumableSampler(Sampler):
         self.shuffle = shuffle
         self.rank = rank
         self.world_size = world_size
+        self.drop_tail = drop_tail
         self.epoch = 0
         self._resume: tuple[int, int] | None = None  # (epoch, batches already done in it)
 
@@ -47,8 +50,8 @@ class ResumableSampler(Sampler):
             indices = torch.randperm(self.num_samples, generator=generator).tolist()
         else:
             indices = list(range(self.num_samples))
-        per_rank = self.num_samples // self.world_size
-        return indices[self.rank: per_rank * self.world_size: self.world_size]
+        end = (self.num_samples // self.world_size) * self.world_size if self.drop_tail else self.num_samples
+        return indices[self.rank: end: self.world_size]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
@@ -63,7 +66,9 @@ class ResumableSampler(Sampler):
             yield epoch, index
 
     def __len__(self) -> int:
-        return self.num_samples // self.world_size
+        if self.drop_tail:
+            return self.num_samples // self.world_size
+        return len(range(self.rank, self.num_samples, self.world_size))
 
 
 class EpochIndexed(Dataset):

@@ -139,7 +139,7 @@ class TextDataModule(pl.LightningDataModule):
                             f"add data, raise data.split.{split}_fraction, or use fewer devices")
         batch_size = int(self.loader_cfg.get("eval_batch_size") or self.loader_cfg.get("batch_size", 32))
         sampler = ResumableSampler(len(dataset), batch_size=batch_size, seed=self.seed, shuffle=False, rank=rank,
-                                   world_size=world)
+                                   world_size=world, drop_tail=False)
         return self._loader(dataset, sampler=sampler, batch_size=batch_size, drop_last=False)
 
     def val_dataloader(self) -> DataLoader:
@@ -188,6 +188,22 @@ class TrainableModule(pl.LightningModule):
         schedule = lr_schedule(hp.scheduler, hp.warmup_steps, total, hp.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- data parallelism ----------------------------------------------------------------------------------------
+    def global_mean(self, local_mean: torch.Tensor, count: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss to backpropagate, the mean over all ranks)`` for a loss averaged over ``count`` items (tokens,
+        pairs) on this rank. DDP averages gradients over ranks, so with unequal counts (MLM masks, padding) the
+        plain per-rank mean would weight tokens unequally; ``local_mean * count * world / total_count`` makes the
+        averaged gradient that of the mean over every item of the global batch, as one process with that batch
+        computes. One all-reduce of two scalars per step; nothing changes on one process."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world == 1 or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return local_mean, local_mean.detach()
+        count = torch.as_tensor(count, device=local_mean.device).to(torch.float64)
+        both = torch.stack([local_mean.detach().double() * count, count])
+        torch.distributed.all_reduce(both)
+        total = both[1].clamp(min=1)
+        return local_mean * (count * world / total).to(local_mean.dtype), (both[0] / total).to(local_mean.dtype)
 
     # ---- exact resume --------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

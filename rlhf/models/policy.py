@@ -159,8 +159,8 @@ def build_critic(init: str, policy: PreTrainedModel, tokenizer) -> Critic:
 @torch.no_grad()
 def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
            eos_token_id: int, pad_token_id: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-           generator: torch.Generator | None = None, stop_early: bool = True, banned_ids: list[int] | None = None
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+           generator: torch.Generator | None = None, stop_early: bool = True, banned_ids: list[int] | None = None,
+           row_keys: torch.Tensor | None = None, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample continuations of left-padded prompts with a KV cache.
 
     Pure sampling from ``softmax(logits / T)`` by default (top_k=0, top_p=1), so the logprobs recomputed later with
@@ -168,6 +168,11 @@ def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torc
     model may otherwise sample) get probability 0 here and in :func:`scaled_logits`. Rows keep sampling to the fixed length (or until every row
     has produced EOS); everything after a row's first EOS becomes pad. Returns (response ids [B, max_new_tokens],
     the sampling logprob of each token; 0 on pads).
+
+    With ``row_keys`` (one int64 per row), the token of row ``i`` at step ``t`` is drawn by inverse CDF from the
+    uniform ``counter_uniform(row_keys[i], t, stream)``: a row's sample depends on its key and its own distribution
+    only, not on which batch, rank or device it is in (so 2-process DDP samples what one process with the global
+    batch samples). Otherwise ``torch.multinomial`` with ``generator``.
     """
     batch = input_ids.shape[0]
     device = input_ids.device
@@ -181,7 +186,10 @@ def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torc
     for t in range(max_new_tokens):
         logits = _truncate(scaled_logits(out.logits[:, -1, :], temperature, banned_ids), top_k, top_p)
         logp = torch.log_softmax(logits, dim=-1)
-        token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+        if row_keys is None:
+            token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+        else:
+            token = _inverse_cdf(logp, row_keys, t, stream)
         token_logp = logp.gather(-1, token[:, None]).squeeze(-1)
         tokens[:, t] = torch.where(done, pad_token_id, token)
         logprobs[:, t] = torch.where(done, 0.0, token_logp)
@@ -193,6 +201,18 @@ def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torc
                     past_key_values=out.past_key_values, use_cache=True)
         next_position = next_position + 1
     return tokens, logprobs
+
+
+def _inverse_cdf(logp: torch.Tensor, row_keys: torch.Tensor, step: int, stream: int) -> torch.Tensor:
+    """One token per row: the first index whose cumulative probability exceeds a keyed uniform (tokens with
+    probability 0, e.g. banned ones, are never picked)."""
+    from rlhf.objectives.mlm import counter_uniform
+
+    cdf = logp.double().exp().cumsum(-1)
+    counters = torch.full_like(row_keys, step)
+    u = counter_uniform(row_keys.to(torch.int64).cpu(), counters.cpu(), stream).double().to(cdf.device)
+    u = (u * cdf[:, -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=logp.shape[-1] - 1)
 
 
 def _truncate(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

@@ -61,7 +61,8 @@ class MaskedLMModule(TrainableModule):
         logits = self(batch["input_ids"], batch["attention_mask"])
         logging_step = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
         loss, logs = masked_lm_loss(logits, batch["labels"], with_accuracy=logging_step)
-        self.log("train/loss", loss, prog_bar=True)
+        loss, global_loss = self.global_mean(loss, logs["masked_tokens"])  # mean over every masked token of all ranks
+        self.log("train/loss", global_loss, prog_bar=True)
         if logging_step:
             self.log("train/masked_accuracy", logs["accuracy"])
             self.log("train/mask_fraction", logs["masked_tokens"] / batch["attention_mask"].sum().clamp(min=1))

@@ -157,8 +157,11 @@ class PPOModule(TrainableModule):
 
     # ---- rollout -------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def rollout(self, batch: dict, generator: torch.Generator) -> dict[str, Any]:
-        """Sample, score, and the frozen passes (old logprobs, reference logprobs, values), timed per phase."""
+    def rollout(self, batch: dict, generator: torch.Generator, key_tag: tuple = ()) -> dict[str, Any]:
+        """Sample, score, and the frozen passes (old logprobs, reference logprobs, values), timed per phase.
+
+        With ``key_tag`` and prompt indices in the batch, each response's randomness is keyed by (seed, tag, prompt
+        index, sample number): the same responses on any number of ranks (see :func:`sample`)."""
         hp = self.hparams
         times = {}
         k = hp.samples_per_prompt
@@ -167,10 +170,15 @@ class PPOModule(TrainableModule):
         prompts = [p for p in batch["prompt"] for _ in range(k)]
         tok = self.tokenizer
 
+        row_keys, stream = None, 0
+        if key_tag and "index" in batch:
+            row_keys = batch["index"].to(torch.int64).repeat_interleave(k, 0) * k + torch.arange(k).repeat(
+                batch["index"].shape[0]).to(batch["index"].device)
+            stream = stable_seed(hp.seed, *key_tag)
         t = time.perf_counter()
         responses, sample_logprobs = sample(self.model, input_ids, attention_mask, hp.max_new_tokens,
                                             tok.eos_token_id, tok.pad_token_id, hp.temperature, hp.top_k, hp.top_p,
-                                            generator, banned_ids=self.banned_ids)
+                                            generator, banned_ids=self.banned_ids, row_keys=row_keys, stream=stream)
         mask = response_mask(responses, tok.eos_token_id, tok.pad_token_id)
         times["generate"] = time.perf_counter() - t
 
@@ -244,8 +252,20 @@ class PPOModule(TrainableModule):
             returns = adv
             rewards = None
         if hp.whiten_advantages:
-            adv = masked_whiten(adv, mask)
+            adv = self._whiten(adv, mask)
         return {"advantages": adv, "returns": returns, "kl": kl, "shaped_scores": scores, "rewards": rewards}
+
+    def _whiten(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Advantage whitening with the statistics of the global batch (all ranks), as one process would compute."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world == 1 or not (dist.is_available() and dist.is_initialized()):
+            return masked_whiten(x, mask)
+        stats = torch.stack([(x * mask).sum(), (x * x * mask).sum(), mask.sum()]).double()
+        dist.all_reduce(stats)
+        n = stats[2].clamp(min=2)
+        mean = stats[0] / n
+        var = (stats[1] / n - mean ** 2) * n / (n - 1)
+        return masked(((x.double() - mean) * torch.rsqrt(var.clamp(min=0) + 1e-8)).to(x.dtype), mask)
 
     # ---- the PPO iteration ---------------------------------------------------------------------------------------
     def _token_denominator(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -344,7 +364,7 @@ class PPOModule(TrainableModule):
         hp = self.hparams
         start = time.perf_counter()
         generator = self._generator("train", self.global_step)
-        roll = self.rollout(batch, generator)
+        roll = self.rollout(batch, generator, key_tag=("train", self.global_step))
         times = roll["times"]
         with torch.no_grad():
             adv = self.advantages(roll)
@@ -424,8 +444,8 @@ class PPOModule(TrainableModule):
 
     # ---- evaluation ----------------------------------------------------------------------------------------------
     def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
-        generator = self._generator(stage, batch_idx)  # the same samples at every evaluation of the same policy
-        roll = self.rollout(batch, generator)
+        generator = self._generator(stage, batch_idx)
+        roll = self.rollout(batch, generator, key_tag=(stage,))  # the same samples at every evaluation of a policy
         k1 = (roll["logprobs"] - roll["ref_logprobs"]).sum(-1)
         values = {"reward": roll["scores"], "kl": k1, "response_length": roll["mask"].sum(-1),
                   "eos_rate": roll["has_eos"].float()}

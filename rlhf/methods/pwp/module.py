@@ -76,7 +76,9 @@ class PreferenceWeightedLMModule(TrainableModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, logs = self.objective_loss(batch)
-        self.log("train/loss", loss, prog_bar=True)
+        tokens = batch["attention_mask"][:, 1:].sum()  # the predicted tokens every objective averages over
+        loss, global_loss = self.global_mean(loss, tokens)
+        self.log("train/loss", global_loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in logs.items()})
         self.log("train/misaligned_token_fraction", batch["misaligned"].float().mean())
         return loss

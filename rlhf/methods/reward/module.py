@@ -82,8 +82,10 @@ class RewardModelModule(TrainableModule):
         return loss, logs, scores
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, logs, _ = self._step(batch)
-        self.log("train/loss", loss, prog_bar=True)
+        loss, logs, scores = self._step(batch)
+        items = batch["margin"].shape[0] if self.objective == "pairwise" else scores.shape[0]
+        loss, global_loss = self.global_mean(loss, items)
+        self.log("train/loss", global_loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in logs.items()})
         return loss
 
