@@ -488,12 +488,23 @@ class CheckpointConf:
 
 
 @dataclass
+class NonFiniteConf:
+    policy: str = spec("abort", choices=["abort", "skip"],
+                       help="A NaN/Inf loss or gradient before an optimizer step: abort (save the state before the "
+                            "fault and stop, naming step and metric) or skip (no update, counted).")
+    max_consecutive: int = spec(5, ge=1, help="policy=skip: abort after this many non-finite steps in a row.")
+
+
+@dataclass
 class CallbacksConf:
     checkpoint: CheckpointConf = spec(factory=CheckpointConf, help="Checkpointing.")
+    nonfinite: NonFiniteConf = spec(factory=NonFiniteConf, help="The non-finite loss/gradient guard.")
     progress_bar: str = spec("rich", choices=["rich", "tqdm", "none"], help="Progress bar style.")
     lr_monitor: bool = spec(True, help="Log the learning rate.")
     throughput: bool = spec(True, help="Log tokens/s and samples/s.")
     early_stopping_patience: int | None = spec(None, ge=1, help="Stop after N validations without improvement.")
+    sample_ledger: bool = spec(False, help="Record the dataset indices of every training batch in "
+                                           "<run>/samples_seen.rank<r>.jsonl (checks exact resume).")
     stop_at_step: int | None = spec(None, ge=1, help="Stop after this step as if preempted (validates, saves "
                                                      "last.ckpt); resume with ckpt_path=last.")
 
@@ -522,8 +533,9 @@ class RunConf:
     train: bool = spec(True, help="Run trainer.fit.")
     test: bool = spec(True, help="Run trainer.test on the held-out split after training.")
     export: bool = spec(True, help="Write the Hugging Face export (save_pretrained + tokenizer) to <run>/export.")
-    ckpt_path: str | None = spec(None, help="Resume from: 'last' (newest last.ckpt of this method), a .ckpt "
-                                              "file or a run directory.")
+    ckpt_path: str | None = spec(None, help="Resume from: 'auto' (this run dir's last.ckpt if any, else start fresh: "
+                                            "requeued jobs), 'last' (newest last.ckpt of this method), a .ckpt "
+                                            "file or a run directory.")
     optimized_metric: str | None = spec("val/loss", help="Metric returned to sweepers and used for the best ckpt.")
     tags: list[str] = spec(factory=list, help="W&B tags.")
     experiment_name: str | None = spec(None, help="Set by experiment overlays; used for the W&B group.")

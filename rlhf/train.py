@@ -23,6 +23,7 @@ import lightning.pytorch as pl  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
+from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from rlhf.config import ConfigError, key_hints, register_configs, register_resolvers, resolved_config, validate_config  # noqa: E402
@@ -36,6 +37,14 @@ from rlhf.utils.builders import (  # noqa: E402
     teardown_distributed,
     trainer_kwargs,
 )
+from rlhf.utils.reliability import (  # noqa: E402
+    PREEMPTED_EXIT_CODE,
+    AtomicCheckpointIO,
+    NonFiniteError,
+    NonFiniteGuard,
+    Preempted,
+    Preemption,
+)
 from rlhf.utils.run import (  # noqa: E402
     WANDB_ID_FILE,
     ResumeError,
@@ -48,7 +57,7 @@ from rlhf.utils.run import (  # noqa: E402
 from rlhf.utils.sweep import JobFailed, finish_sweep  # noqa: E402
 
 log = logging.getLogger("rlhf")
-USER_ERRORS = (ConfigError, DataError, ModelError, ResumeError)
+USER_ERRORS = (ConfigError, DataError, ModelError, ResumeError, NonFiniteError)
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 register_configs()
@@ -92,12 +101,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not module.automatic_optimization:  # the module steps its optimizers and clips gradients itself
         module.max_grad_norm = kwargs.pop("gradient_clip_val", None)
         kwargs.pop("gradient_clip_algorithm", None)
-    trainer = pl.Trainer(**kwargs, strategy=strategy, callbacks=callbacks, logger=loggers or False)
+    module.nonfinite_guard = NonFiniteGuard(cfg.callbacks.nonfinite.policy, cfg.callbacks.nonfinite.max_consecutive)
+    preemption = Preemption(output_dir / "checkpoints")
+    callbacks.append(preemption)
+    plugins = [] if str(cfg.strategy.name).startswith(("deepspeed", "fsdp")) else [AtomicCheckpointIO()]
+    trainer = pl.Trainer(**kwargs, strategy=strategy, callbacks=callbacks, logger=loggers or False, plugins=plugins)
 
     _record_provenance(cfg, trainer, output_dir)
     metrics: dict[str, Any] = {}
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+        except SIGTERMException as stop:
+            raise Preempted(f"preempted (SIGTERM) at step {preemption.step}: saved {preemption.saved}; resume with "
+                            f"ckpt_path={output_dir}") from stop
         metrics.update(scalar_metrics(trainer.callback_metrics))
     if cfg.test:
         results = trainer.test(module, datamodule=datamodule)
@@ -178,6 +195,10 @@ def run_and_close(cfg: DictConfig) -> dict[str, Any]:
     sweep starts clean."""
     try:
         return run(cfg)
+    except Preempted:
+        teardown_distributed(barrier=False)
+        _finish_wandb(exit_code=PREEMPTED_EXIT_CODE, preempting=True)  # the resume continues this W&B run
+        raise
     except BaseException:
         teardown_distributed(barrier=False)
         _finish_wandb(exit_code=1)
@@ -186,12 +207,14 @@ def run_and_close(cfg: DictConfig) -> dict[str, Any]:
         _finish_wandb(exit_code=0)
 
 
-def _finish_wandb(exit_code: int) -> None:
+def _finish_wandb(exit_code: int, preempting: bool = False) -> None:
     try:
         import wandb
     except ImportError:
         return
     if wandb.run is not None:
+        if preempting:
+            wandb.mark_preempting()
         wandb.finish(exit_code=exit_code)
 
 
@@ -199,11 +222,12 @@ def _finish_wandb(exit_code: int) -> None:
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         metrics = run_and_close(cfg)
-    except USER_ERRORS as err:  # a message for the user, not a traceback from deep inside a library
-        print(f"\nError: {err}", file=sys.stderr, flush=True)
+    except (*USER_ERRORS, Preempted) as err:  # a message for the user, not a traceback from deep inside a library
+        preempted = isinstance(err, Preempted)
+        print(f"\n{'Stopped' if preempted else 'Error'}: {err}", file=sys.stderr, flush=True)
         if str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
             raise JobFailed(str(err)) from err  # Hydra records the job as failed and launches the next one
-        raise SystemExit(1) from err
+        raise SystemExit(PREEMPTED_EXIT_CODE if preempted else 1) from err
     value = metrics.get(cfg.optimized_metric) if cfg.optimized_metric else None
     return float(value) if isinstance(value, (int, float)) else None
 

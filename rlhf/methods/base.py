@@ -189,6 +189,21 @@ class TrainableModule(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    # ---- the non-finite guard ------------------------------------------------------------------------------------
+    nonfinite_guard = None  # a rlhf.utils.reliability.NonFiniteGuard, set by the entry point
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        """Forward and backward (the closure), then the optimizer step only if the loss and every gradient are finite
+        (see ``callbacks.nonfinite``); Lightning's gradient clipping still runs inside ``optimizer.step``."""
+        guard = self.nonfinite_guard
+        if guard is None or optimizer_closure is None:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        loss = optimizer_closure()
+        if guard.check(self, loss, self.named_parameters()):
+            optimizer.step(closure=lambda: loss)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+
     # ---- data parallelism ----------------------------------------------------------------------------------------
     def global_mean(self, local_mean: torch.Tensor, count: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss to backpropagate, the mean over all ranks)`` for a loss averaged over ``count`` items (tokens,

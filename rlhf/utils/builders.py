@@ -111,6 +111,10 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, optimized_metric: str | N
                                        patience=cfg.early_stopping_patience))
     if cfg.stop_at_step:
         callbacks.append(StopAtStep(cfg.stop_at_step))
+    if cfg.sample_ledger:
+        from rlhf.utils.reliability import SampleLedger
+
+        callbacks.append(SampleLedger(output_dir))
     return callbacks
 
 

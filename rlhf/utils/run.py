@@ -84,10 +84,14 @@ def scalar_metrics(values: dict[str, Any]) -> dict[str, float]:
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, method: str | None
                       ) -> Path | None:
-    """``last``: this run dir's ``last.ckpt`` if there is one (a pinned ``hydra.run.dir``), else the newest
+    """``auto``: this run dir's ``last.ckpt`` if there is one, else None (start fresh; for requeued jobs).
+    ``last``: this run dir's ``last.ckpt`` if there is one (a pinned ``hydra.run.dir``), else the newest
     ``last.ckpt`` of the same method under ``log_dir``. A directory: its ``checkpoints/last.ckpt``. A file: itself."""
     if not ckpt_path:
         return None
+    if ckpt_path == "auto":  # resume this run dir if it has a checkpoint (a requeued job), else start fresh
+        own = output_dir / "checkpoints" / "last.ckpt"
+        return own if own.exists() else None
     if ckpt_path == "last":
         own = output_dir / "checkpoints" / "last.ckpt"
         if own.exists():

@@ -355,6 +355,13 @@ class PPOModule(TrainableModule):
         return sums
 
     def _step(self, optimizer: torch.optim.Optimizer, params) -> None:
+        params = list(params)
+        if self.nonfinite_guard is not None:
+            owned = {id(p) for p in params}
+            named = [(n, p) for n, p in self.named_parameters() if id(p) in owned]
+            if not self.nonfinite_guard.check(self, None, named):
+                optimizer.zero_grad(set_to_none=True)
+                return
         if self.max_grad_norm:
             torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.max_grad_norm)
         optimizer.step()

@@ -1,0 +1,157 @@
+"""Faults: atomic checkpoint files, preemption (SIGTERM) at a step boundary, and the non-finite loss/gradient guard.
+
+- :class:`AtomicCheckpointIO` writes ``<name>.tmp-<pid>`` in the checkpoint's directory, fsyncs it and renames it into
+  place: a kill or an error during the write leaves the previous file intact (no half-written ``last.ckpt``).
+- :class:`Preemption` turns SIGTERM (SLURM preemption and time limit, Kubernetes, ``kill``) into a stop at the next
+  step boundary with a resumable ``last.ckpt``; ``rlhf-train`` then closes W&B and exits with status 143.
+- :class:`NonFiniteGuard` (used by every method's optimizer step) catches a NaN/Inf loss or gradient before the
+  optimizer step: ``abort`` (default) saves a checkpoint of the state before the fault and stops with a message
+  naming the step and the metric; ``skip`` leaves parameters and optimizer state unchanged, counts the skip
+  (``train/nonfinite_skipped``) and aborts after ``max_consecutive`` skips in a row.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a job stopped by SIGTERM
+
+
+class Preempted(RuntimeError):
+    """The run stopped on SIGTERM after saving a resumable checkpoint (exit status 143)."""
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN/Inf loss or gradient with ``nonfinite.policy=abort`` (or too many skipped in a row)."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        try:  # make the rename itself durable
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+
+class Preemption(Callback):
+    """Stop at a step boundary on SIGTERM and save ``checkpoints/last.ckpt``.
+
+    Lightning's signal connector records SIGTERM (``trainer.received_sigterm``) and, under DDP, broadcasts rank 0's
+    flag at the start of each step and raises ``SIGTERMException`` on every rank; on one process it would only look at
+    the end of an epoch, so this callback raises it at the start of the next step. The checkpoint is written in
+    ``on_exception``, by all ranks together, with every counter at the boundary, so a resume is exact."""
+
+    def __init__(self, checkpoint_dir: Path):
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.saved: Path | None = None
+        self.step: int | None = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.world_size == 1 and getattr(trainer, "received_sigterm", False):
+            raise SIGTERMException()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        self.step = trainer.global_step
+        path = self.checkpoint_dir / "last.ckpt"
+        trainer.save_checkpoint(str(path))
+        self.saved = path
+        rank_zero_info(f"[preemption] SIGTERM: stopped at step {trainer.global_step}, saved {path}")
+
+
+class NonFiniteGuard:
+    """The check before each optimizer step (called by the modules). ``policy``: ``abort`` or ``skip``."""
+
+    def __init__(self, policy: str = "abort", max_consecutive: int = 5):
+        if policy not in ("abort", "skip"):
+            raise ValueError(f"callbacks.nonfinite.policy={policy!r}; use abort or skip")
+        self.policy = policy
+        self.max_consecutive = max_consecutive
+        self.skipped = 0
+        self.in_a_row = 0
+
+    @staticmethod
+    def find(loss: torch.Tensor | None, params) -> str | None:
+        """The first non-finite thing: ``train/loss`` or ``grad of <parameter>``; None if all finite."""
+        if loss is not None and not torch.isfinite(loss.detach()).all():
+            return f"train/loss={float(loss.detach().float().reshape(-1)[0])}"
+        for name, param in params:
+            if param.grad is not None and not torch.isfinite(param.grad).all():
+                return f"the gradient of {name}"
+        return None
+
+    def check(self, module: pl.LightningModule, loss: torch.Tensor | None, named_params) -> bool:
+        """True if the optimizer step may run. On a fault: skip (False) or save a checkpoint and raise."""
+        problem = self.find(loss, named_params)
+        trainer = module.trainer
+        bad = torch.tensor([1.0 if problem else 0.0], device=module.device)
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(bad)  # every rank skips or aborts together
+        if not bad.item():
+            self.in_a_row = 0
+            return True
+        problem = problem or "a non-finite value on another rank"
+        step = trainer.global_step
+        if self.policy == "skip" and self.in_a_row + 1 < self.max_consecutive:
+            self.skipped += 1
+            self.in_a_row += 1
+            rank_zero_warn(f"[nonfinite] step {step}: {problem}; optimizer step skipped (parameters and optimizer "
+                           f"state unchanged; {self.skipped} skipped so far, {self.in_a_row} in a row)")
+            module.log("train/nonfinite_skipped", float(self.skipped), on_step=True, on_epoch=False)
+            return False
+        path = Path(trainer.default_root_dir) / "checkpoints" / f"nonfinite-step{step:06d}.ckpt"
+        trainer.save_checkpoint(str(path))  # parameters and optimizer state from before the faulty update
+        reason = (f"{self.in_a_row + 1} non-finite steps in a row (callbacks.nonfinite.max_consecutive="
+                  f"{self.max_consecutive})" if self.policy == "skip" else "callbacks.nonfinite.policy=abort")
+        raise NonFiniteError(
+            f"non-finite value at step {step}: {problem} ({reason}). The state before this update is saved in "
+            f"{path}. Lower method.lr, check the data of this step, set trainer.gradient_clip_val"
+            f"{'' if self.policy == 'skip' else ', or use callbacks.nonfinite.policy=skip'}; resume with "
+            f"ckpt_path={path}")
+
+
+class SampleLedger(Callback):
+    """``callbacks.sample_ledger=true``: after each training step, append the step, epoch and the dataset indices of
+    the batch to ``<run>/samples_seen.rank<r>.jsonl`` (flushed), to check that a resumed run sees every sample of the
+    epoch once."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import json
+
+        index = batch.get("index") if isinstance(batch, dict) else None
+        if index is None:
+            return
+        line = {"step": trainer.global_step, "epoch": trainer.current_epoch, "index": index.tolist()}
+        with open(self.run_dir / f"samples_seen.rank{trainer.global_rank}.jsonl", "a") as handle:
+            handle.write(json.dumps(line) + "\n")
