@@ -18,7 +18,6 @@ from rlhf.methods.mlm import MaskedLMModule
 from rlhf.train import run
 from rlhf.utils.reliability import AtomicCheckpointIO, NonFiniteError
 from rlhf.utils.run import resolve_ckpt_path
-from tests.test_distributed_and_cli import _train
 
 REPO = Path(__file__).resolve().parents[1]
 
