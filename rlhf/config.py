@@ -646,8 +646,31 @@ def validate_config(cfg: DictConfig) -> None:
                           f"feed method={name}; pick a data option made for it")
     if method_type is PPOMethodConf and data_type is PromptDataConf and not errors:
         errors.extend(_ppo_batch_problems(cfg))
+    errors.extend(_strategy_problems(cfg, method_type is PPOMethodConf))
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def _strategy_problems(cfg: DictConfig, is_ppo: bool) -> list[str]:
+    """The strategy must run on the chosen device, and PPO needs the full policy on every rank."""
+    if "strategy" not in cfg or "trainer" not in cfg:
+        return []
+    name = str(cfg.strategy.get("name", "auto"))
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator == "auto":
+        import torch
+
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    problems = []
+    if name in ("fsdp", "deepspeed") and accelerator == "cpu":
+        problems.append(f"strategy={name} needs GPUs (trainer.accelerator={cfg.trainer.get('accelerator')} runs on "
+                        f"CPU here); on CPU use strategy=ddp")
+    stage = int(cfg.strategy.get("stage", 2) or 2)
+    if is_ppo and (name == "fsdp" or (name == "deepspeed" and stage == 3)):
+        problems.append(f"method=ppo does not support strategy={name}{' stage 3' if name == 'deepspeed' else ''}: "
+                        f"rollouts, the frozen reference and the value model need whole weights on every rank; use "
+                        f"strategy=ddp or strategy=deepspeed (ZeRO-2)")
+    return problems
 
 
 def _ppo_batch_problems(cfg: DictConfig) -> list[str]:

@@ -21,6 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import hydra  # noqa: E402
 import lightning.pytorch as pl  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.errors import InstantiationException  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
 from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
@@ -48,6 +49,7 @@ from rlhf.utils.reliability import (  # noqa: E402
 from rlhf.utils.run import (  # noqa: E402
     WANDB_ID_FILE,
     ResumeError,
+    check_checkpoint,
     previous_wandb_id,
     resolve_ckpt_path,
     run_metadata,
@@ -86,6 +88,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info(f"Resuming from {ckpt}")
 
     datamodule, module = build_data_and_module(cfg, output_dir / "tokenizer")
+    if ckpt is not None:
+        check_checkpoint(ckpt, module)
 
     strategy = build_strategy(cfg.strategy, cfg.trainer.accelerator)
     group = cfg.experiment_name or method
@@ -145,7 +149,12 @@ def build_data_and_module(cfg: DictConfig, tokenizer_dir: Path) -> tuple[pl.Ligh
     method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
     for key in METHOD_ONLY_KEYS:
         method_cfg.pop(key, None)
-    module = instantiate(method_cfg, model=model_cfg, tokenizer_dir=str(tokenizer_dir), _recursive_=False)
+    try:
+        module = instantiate(method_cfg, model=model_cfg, tokenizer_dir=str(tokenizer_dir), _recursive_=False)
+    except InstantiationException as err:  # Hydra wraps errors raised in __init__: give the user the original one
+        if isinstance(err.__cause__, USER_ERRORS):
+            raise err.__cause__ from None
+        raise
     return datamodule, module
 
 

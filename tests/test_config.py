@@ -63,11 +63,15 @@ def test_every_group_option_composes(make_cfg, group, option):
         overrides = ["method=ppo", "data=prompts", "model=tiny_gpt2", *overrides]
     if (group, option) in (("method", "pwp"), ("data", "bbc_news_scored")):
         overrides = ["method=pwp", "data=bbc_news_scored", "model=tiny_gpt2", *overrides]
-    cfg = make_cfg(*overrides, fast=False)
     if group == "strategy" and option in ("fsdp", "deepspeed", "deepspeed_stage_3"):
+        cfg = make_cfg(*overrides, "trainer.accelerator=cpu", fast=False)
         with pytest.raises(ConfigError, match="needs GPUs"):
             build_strategy(cfg.strategy, "cpu")
-    validate_config(cfg)
+        with pytest.raises(ConfigError, match="needs GPUs"):  # refused before anything is built
+            validate_config(cfg)
+        validate_config(make_cfg(*overrides, "trainer=gpu", fast=False))  # and valid on GPUs
+        return
+    validate_config(make_cfg(*overrides, fast=False))
 
 
 def test_pretrained_model_requires_a_name(make_cfg):

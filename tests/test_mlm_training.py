@@ -2,6 +2,7 @@
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -124,8 +125,12 @@ def test_wandb_offline_run_records_resolved_config_and_provenance(make_cfg):
     wandb.teardown()
     run_dir = Path(cfg.paths.output_dir)
     run_id = (run_dir / "wandb_run_id.txt").read_text().strip()
-    offline = list((run_dir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
-    assert len(offline) == 1
+    for _ in range(100):  # under load the service can take a moment to create the file
+        offline = list((run_dir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+        if offline:
+            break
+        time.sleep(0.1)
+    assert len(offline) == 1, sorted(str(p.relative_to(run_dir)) for p in (run_dir / "wandb").rglob("*"))
     stored = offline[0].read_bytes()
     assert b"mask_prob" in stored and b"git_commit" in stored and b"transformers" in stored
     assert b"${" not in stored  # interpolations resolved before logging

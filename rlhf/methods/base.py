@@ -223,6 +223,7 @@ class TrainableModule(pl.LightningModule):
     # ---- exact resume --------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # tensors, ints and tuples only, so the checkpoint loads with torch.load(weights_only=True)
+        checkpoint["rlhf_module"] = type(self).__name__  # so a resume with another method is refused clearly
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         checkpoint["rng_states"] = {
             "torch": torch.get_rng_state(),

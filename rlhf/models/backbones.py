@@ -30,8 +30,17 @@ def _from_pretrained(auto_class, name: str, random_init: bool = False, **kwargs)
             return auto_class.from_config(AutoConfig.from_pretrained(name, **kwargs))
         return auto_class.from_pretrained(name, **kwargs)
     except Exception as err:
-        raise ModelError(f"model.name_or_path={name!r} could not be loaded as {auto_class.__name__} ({err}). Offline? "
-                         f"Pass a local directory written by save_pretrained (e.g. another run's export/).") from err
+        reason = str(err).splitlines()[0][:300]
+        if "Unrecognized configuration class" in reason:
+            kind = type(err).__name__
+            reason = (f"{kind}: its architecture is not a {auto_class.__name__.replace('AutoModelFor', '')} model; "
+                      f"method=mlm needs an encoder (BERT-like); causal LMs (GPT-2-like) are for method=pwp, ppo "
+                      f"or reward")
+            raise ModelError(f"model.name_or_path={name!r} could not be loaded as {auto_class.__name__} ({reason})") \
+                from err
+        raise ModelError(f"model.name_or_path={name!r} could not be loaded as {auto_class.__name__} ({reason}). "
+                         f"Offline? Pass a local directory written by save_pretrained (e.g. another run's export/)") \
+            from err
 
 
 def check_vocab(model: PreTrainedModel, tokenizer, name: str) -> None:

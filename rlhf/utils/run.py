@@ -139,3 +139,39 @@ def log_samples(trainer: Any, stage: str, rows: list[dict]) -> None:
         if hasattr(logger, "log_table"):
             logger.log_table(key=f"{stage}/samples", columns=columns, data=[[r.get(c) for c in columns] for r in rows],
                              step=trainer.global_step)
+
+
+METHOD_OF_MODULE = {"MaskedLMModule": "mlm", "RewardModelModule": "reward", "PPOModule": "ppo",
+                    "PreferenceWeightedLMModule": "pwp"}
+
+
+def check_checkpoint(path: Path, module: Any) -> None:
+    """Refuse, with the reason and the fix, a ``ckpt_path`` that this run cannot resume from: not a checkpoint, a
+    checkpoint of another method, or of a model with other shapes (a different model config)."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 - any failure to read means the same thing to the user
+        raise ResumeError(f"ckpt_path={path} is not a readable checkpoint ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:200]}); pass a .ckpt written by rlhf-train or its run dir") from err
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise ResumeError(f"ckpt_path={path} is not a Lightning checkpoint (no state_dict); to start from weights "
+                          f"exported with save_pretrained use model=pretrained model.name_or_path=<export dir>")
+    saved, ours = state.get("rlhf_module"), type(module).__name__
+    if saved is not None and saved != ours:
+        raise ResumeError(f"ckpt_path={path} was written by method={METHOD_OF_MODULE.get(saved, saved)} ({saved}); "
+                          f"this run is method={METHOD_OF_MODULE.get(ours, ours)}. Resume it with the method that "
+                          f"wrote it, or start from its export: model=pretrained model.name_or_path=<its run>/export")
+    own = module.state_dict()
+    for key, value in state["state_dict"].items():
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            model = (state.get("hyper_parameters") or {}).get("model")
+            raise ResumeError(f"ckpt_path={path}: {key} has shape {tuple(value.shape)} in the checkpoint but "
+                              f"{tuple(own[key].shape)} in this run: the model config differs from the run that "
+                              f"wrote it (its model config: {model}). Resume with that run's config "
+                              f"(rlhf-train --config-path <its run dir>/.hydra --config-name config ckpt_path=...)")
+    missing = [key for key in own if key not in state["state_dict"]]
+    if missing:
+        raise ResumeError(f"ckpt_path={path} lacks {len(missing)} of this run's parameters (e.g. {missing[0]}): it "
+                          f"was written with another model or objective; resume with the config that wrote it")

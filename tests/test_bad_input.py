@@ -1,0 +1,158 @@
+"""Bad input through the entry point (``rlhf.train.run``, what ``rlhf-train`` calls): each case is a user error
+(ConfigError, DataError, ModelError, ResumeError; the CLI prints its message, no traceback) naming the file, row or
+key and the fix, or a counted drop. Reader-level cases live in test_data.py, reward-data cases in test_reward.py."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlhf.config import ConfigError, validate_config
+from rlhf.data.readers import DataError
+from rlhf.models.backbones import ModelError
+from rlhf.train import USER_ERRORS, run
+from rlhf.utils.run import ResumeError
+
+SHORT = ["trainer.max_steps=2", "trainer.val_check_interval=2"]
+
+
+def _jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def _texts(n: int = 60) -> list[dict]:
+    return [{"text": f"Document {i} says the market rose while the council met to discuss budgets. " * 3}
+            for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def mlm_run(tmp_path_factory):
+    """One finished MLM run (checkpoint + export) that the resume and mismatch cases start from."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.conftest import FAST, compose_config
+
+    cfg = compose_config(tmp_path_factory.mktemp("mlm_run"), [*FAST, *SHORT])
+    run(cfg)
+    GlobalHydra.instance().clear()
+    return Path(cfg.paths.output_dir)
+
+
+# ---- files and rows -----------------------------------------------------------------------------------------------
+def test_missing_corpus_file_names_the_path(make_cfg, tmp_path):
+    cfg = make_cfg("data=text_file_mlm", f"data.source.path={tmp_path}/nope.jsonl", *SHORT)
+    with pytest.raises(DataError, match=r"nope.jsonl"):
+        run(cfg)
+
+
+def test_broken_jsonl_line_names_file_and_line_through_the_entry_point(make_cfg, tmp_path):
+    path = _jsonl(tmp_path / "c.jsonl", [*_texts(5), '{"text": "unterminated', *_texts(5)])
+    with pytest.raises(DataError, match=r"c.jsonl.*line 6"):
+        run(make_cfg("data=text_file_mlm", f"data.source.path={path}", *SHORT))
+
+
+def test_wrong_column_lists_the_columns_present(make_cfg, tmp_path):
+    path = _jsonl(tmp_path / "c.jsonl", [{"body": "x"}] * 5)
+    with pytest.raises(DataError, match=r"text.*body"):
+        run(make_cfg("data=text_file_mlm", f"data.source.path={path}", *SHORT))
+
+
+def test_empty_rows_are_dropped_and_counted(make_cfg, tmp_path):
+    path = _jsonl(tmp_path / "c.jsonl", [*_texts(60), {"text": "  "}, {"text": ""}])
+    metrics = run(make_cfg("data=text_file_mlm", f"data.source.path={path}", "model.tokenizer.vocab_size=512",
+                           *SHORT))
+    assert metrics["data/dropped_empty"] == 2.0
+
+
+def test_pairs_file_missing_field_names_the_row(make_cfg, tmp_path):
+    rows = [{"prompt": f"p{i}", "chosen": f"good answer {i}", "rejected": f"bad answer {i}"} for i in range(40)]
+    rows[7] = {"prompt": "p7", "chosen": "only one"}
+    path = _jsonl(tmp_path / "pairs.jsonl", rows)
+    with pytest.raises(DataError, match=r"pairs.jsonl.*row 8.*rejected"):
+        run(make_cfg("experiment=reward_tiny", "data=feedback_file", f"data.source.path={path}", *SHORT, fast=False))
+
+
+def test_non_finite_rating_names_the_row(make_cfg, tmp_path):
+    rows = [{"prompt": f"p{i}", "response": f"answer {i}", "rating": float(i % 5)} for i in range(40)]
+    rows[3]["rating"] = float("nan")
+    path = tmp_path / "ratings.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))  # json writes the NaN as NaN
+    with pytest.raises(DataError, match=r"ratings.jsonl.*row 4.*rating"):
+        run(make_cfg("experiment=reward_tiny", "method.objective=rating", "data=feedback_file",
+                     f"data.source.path={path}", "data.strict=true", *SHORT, fast=False))
+
+
+def test_filtering_that_leaves_nothing_is_an_error_with_the_threshold(make_cfg):
+    cfg = make_cfg("experiment=pwp_tiny", "method.objective=filtering", "data.source.max_documents=60",
+                   "data.scores.filter_threshold=2.0", *SHORT, fast=False)  # VADER compound is <= 1: all filtered
+    with pytest.raises(DataError, match=r"filter"):
+        run(cfg)
+
+
+def test_ppo_prompt_file_with_the_wrong_column(make_cfg, tmp_path):
+    path = _jsonl(tmp_path / "prompts.jsonl", [{"question": f"q{i}"} for i in range(30)])
+    cfg = make_cfg("experiment=ppo_tiny", "data.source.kind=file", f"data.source.path={path}", *SHORT, fast=False)
+    with pytest.raises(DataError, match=r"prompts.jsonl.*question"):
+        run(cfg)
+
+
+# ---- models, tokenizers and checkpoints ---------------------------------------------------------------------------
+def test_missing_pretrained_model_directory_names_it(make_cfg, tmp_path):
+    cfg = make_cfg("model=pretrained", f"model.name_or_path={tmp_path}/no_model", *SHORT, fast=False)
+    with pytest.raises(USER_ERRORS, match=r"no_model"):
+        run(cfg)
+
+
+def test_a_masked_lm_run_refuses_a_causal_lm_export(make_cfg, tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from rlhf.data.tokenizer import build_tokenizer
+
+    tok = build_tokenizer({"kind": "train", "algorithm": "bpe", "vocab_size": 300},
+                          [t["text"] for t in _texts(20)], str(tmp_path / "cache"))
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2)).save_pretrained(tmp_path / "gpt")
+    tok.save_pretrained(tmp_path / "gpt")
+    assert isinstance(tok, PreTrainedTokenizerFast)
+    cfg = make_cfg("model=pretrained", f"model.name_or_path={tmp_path}/gpt", *SHORT, fast=False)
+    with pytest.raises(ModelError, match=r"gpt.*not a MaskedLM model; method=mlm needs an encoder"):
+        run(cfg)
+
+
+def test_a_checkpoint_of_another_method_is_refused(make_cfg, mlm_run):
+    cfg = make_cfg("experiment=reward_tiny", f"ckpt_path={mlm_run}", *SHORT, fast=False)
+    with pytest.raises(ResumeError, match=r"was written by method=mlm \(MaskedLMModule\); this run is method=reward"):
+        run(cfg)
+
+
+def test_a_checkpoint_of_another_model_size_names_the_parameter(make_cfg, mlm_run):
+    cfg = make_cfg("model.hidden_size=32", "model.intermediate_size=64", f"ckpt_path={mlm_run}", *SHORT,
+                   subdir="other")
+    with pytest.raises(ResumeError, match=r"has shape .* in the checkpoint but .* in this run: the model config"):
+        run(cfg)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused(make_cfg, tmp_path):
+    junk = tmp_path / "model.ckpt"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ResumeError, match=r"model.ckpt is not a readable checkpoint"):
+        run(make_cfg(f"ckpt_path={junk}", *SHORT))
+    torch.save({"weights": torch.ones(2)}, junk)
+    with pytest.raises(ResumeError, match=r"not a Lightning checkpoint"):
+        run(make_cfg(f"ckpt_path={junk}", *SHORT))
+
+
+# ---- cross-field config checks ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["strategy=fsdp", "trainer.accelerator=cpu"], "strategy=fsdp needs GPUs"),
+    (["strategy=deepspeed", "trainer.accelerator=cpu"], "strategy=deepspeed needs GPUs"),
+    (["experiment=ppo_tiny", "strategy=fsdp", "trainer.accelerator=gpu"], "method=ppo does not support strategy=fsdp"),
+    (["experiment=ppo_tiny", "strategy=deepspeed_stage_3", "trainer.accelerator=gpu"],
+     "does not support strategy=deepspeed stage 3"),
+    (["experiment=ppo_tiny", "data.loader.batch_size=4", "method.num_minibatches=8"],
+     "method.num_minibatches=8 must divide the rollout batch of 4"),
+])
+def test_cross_field_checks_run_before_training(make_cfg, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(make_cfg(*overrides, fast=False))
