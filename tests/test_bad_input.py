@@ -14,7 +14,7 @@ from rlhf.models.backbones import ModelError
 from rlhf.train import USER_ERRORS, run
 from rlhf.utils.run import ResumeError
 
-SHORT = ["trainer.max_steps=2", "trainer.val_check_interval=2"]
+SHORT = ["trainer.max_steps=2", "trainer.val_check_interval=2", "logger=csv"]  # no W&B run left open by a failing run()
 
 
 def _jsonl(path: Path, rows: list) -> Path:
