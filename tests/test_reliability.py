@@ -230,3 +230,37 @@ def test_resume_exactly_at_an_epoch_boundary(make_cfg):
     stopped_dir = Path(stopped.paths.output_dir)
     again = {json.loads(line)["step"]: json.loads(line) for line in open(stopped_dir / "samples_seen.rank0.jsonl")}
     assert [again[row["step"]] for row in seen] == seen  # same batches, same epochs, nothing repeated or skipped
+
+
+@pytest.mark.parametrize("stop_after", ["last_batch_of_epoch", "mid_epoch"])
+def test_sigterm_at_an_epoch_boundary_or_mid_epoch_resumes_exactly(make_cfg, monkeypatch, stop_after):
+    from lightning.pytorch.callbacks import Callback
+
+    import rlhf.train as train_module
+    from rlhf.utils.reliability import Preempted
+
+    small = ["data.source.max_documents=16", "data.split.val_fraction=0.25", "data.split.test_fraction=0.25",
+             "trainer.max_steps=20", "trainer.val_check_interval=20", "callbacks.sample_ledger=true"]
+    cfg = make_cfg(*small, subdir="reference")
+    reference = run(cfg)
+    seen = {json.loads(line)["step"]: json.loads(line) for line in open(Path(cfg.paths.output_dir) /
+                                                                       "samples_seen.rank0.jsonl")}
+    epoch_end = max(step for step, row in seen.items() if row["epoch"] == 0)
+    stop = epoch_end if stop_after == "last_batch_of_epoch" else epoch_end + 2
+
+    class Signal(Callback):  # SIGTERM arrives during this step
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.global_step == stop:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    real = train_module.build_callbacks
+    monkeypatch.setattr(train_module, "build_callbacks", lambda *a, **k: [*real(*a, **k), Signal()])
+    stopped = make_cfg(*small, subdir="stopped")
+    with pytest.raises(Preempted, match=f"at step {stop + 1 if stop_after == 'last_batch_of_epoch' else stop}"):
+        run(stopped)  # at an epoch end, the first step of the next epoch runs before the stop
+    monkeypatch.setattr(train_module, "build_callbacks", real)
+    resumed = run(make_cfg(*small, "ckpt_path=auto", subdir="stopped"))
+    again = {json.loads(line)["step"]: json.loads(line) for line in open(Path(stopped.paths.output_dir) /
+                                                                        "samples_seen.rank0.jsonl")}
+    assert again == seen
+    assert resumed["test/loss"] == pytest.approx(reference["test/loss"], rel=1e-6)

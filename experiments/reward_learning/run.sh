@@ -9,6 +9,7 @@ RM_STEPS=${RM_STEPS:-1000}
 SEEDS=${SEEDS:-"1 2 3"}
 PAIRS=${PAIRS:-4}        # pairs per article (4: 7.2k train pairs; 32: 58k)
 LR=${LR:-5e-4}
+LR_MLM=${LR_MLM:-$LR}    # the MLM-initialised arm's learning rate (pretrained encoders usually want a lower one)
 common=(logger=csv callbacks.progress_bar=none)
 
 if [ ! -f "$OUT/mlm/export/model.safetensors" ]; then
@@ -17,10 +18,10 @@ if [ ! -f "$OUT/mlm/export/model.safetensors" ]; then
 fi
 for seed in $SEEDS; do
   for init in mlm random; do
-    random_init=false; [ "$init" = random ] && random_init=true
+    random_init=false; lr=$LR_MLM; [ "$init" = random ] && random_init=true && lr=$LR
     [ -f "$OUT/rm_${init}_seed$seed/metrics.json" ] && continue
     rlhf-train experiment=reward_tiny model=pretrained model.name_or_path="$OUT/mlm/export" \
-      model.random_init=$random_init data.source.pairs_per_article="$PAIRS" method.lr="$LR" \
+      model.random_init=$random_init data.source.pairs_per_article="$PAIRS" method.lr="$lr" \
       trainer.max_steps="$RM_STEPS" trainer.val_check_interval=250 seed="$seed" \
       hydra.run.dir="$OUT/rm_${init}_seed$seed" "${common[@]}"
   done
