@@ -537,6 +537,10 @@ class RunConf:
                                             "requeued jobs), 'last' (newest last.ckpt of this method), a .ckpt "
                                             "file or a run directory.")
     optimized_metric: str | None = spec("val/loss", help="Metric returned to sweepers and used for the best ckpt.")
+    final_weights: str = spec("last", choices=["last", "best"],
+                              help="Weights that are tested and exported: 'last' (the end of training) or 'best' (the "
+                                   "checkpoint with the best callbacks.checkpoint.monitor, default optimized_metric; "
+                                   "use with callbacks.early_stopping_patience).")
     tags: list[str] = spec(factory=list, help="W&B tags.")
     experiment_name: str | None = spec(None, help="Set by experiment overlays; used for the W&B group.")
 
@@ -647,8 +651,23 @@ def validate_config(cfg: DictConfig) -> None:
     if method_type is PPOMethodConf and data_type is PromptDataConf and not errors:
         errors.extend(_ppo_batch_problems(cfg))
     errors.extend(_strategy_problems(cfg, method_type is PPOMethodConf))
+    errors.extend(_final_weights_problems(cfg))
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def _final_weights_problems(cfg: DictConfig) -> list[str]:
+    """final_weights=best needs a checkpoint ranked by a metric, which needs checkpointing and a monitored metric."""
+    if cfg.get("final_weights", "last") != "best" or not cfg.get("train", True):
+        return []
+    ckpt = cfg.callbacks.checkpoint if "callbacks" in cfg else {}
+    if "trainer" in cfg and not cfg.trainer.get("enable_checkpointing", True):
+        return ["final_weights=best needs trainer.enable_checkpointing=true (the best weights are read back from "
+                "their checkpoint)"]
+    if not (ckpt.get("monitor") or cfg.get("optimized_metric")) or not ckpt.get("save_top_k"):
+        return ["final_weights=best needs a metric that ranks checkpoints: set optimized_metric (or "
+                "callbacks.checkpoint.monitor) and callbacks.checkpoint.save_top_k >= 1"]
+    return []
 
 
 def _strategy_problems(cfg: DictConfig, is_ppo: bool) -> list[str]:

@@ -12,6 +12,7 @@ from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 from rlhf.methods.mlm import MaskedLMModule
 from rlhf.train import build_data_and_module, run, run_and_close
+from rlhf.utils.analysis import load_history
 
 FAST_SMALL = ["data.source.max_documents=100"]
 
@@ -164,3 +165,33 @@ def test_whole_word_masking_through_the_datamodule(make_cfg):
         for j in range(1, len(pieces)):
             if pieces[j].startswith("##"):  # a continuation piece is selected exactly when the piece before it is
                 assert selected[j] == selected[j - 1], (pieces[j - 1], pieces[j])
+
+
+def test_final_weights_best_tests_and_exports_the_best_checkpoint(make_cfg):
+    # Ranking checkpoints by the *highest* val/loss picks the first validation (the loss falls from there), so the
+    # weights tested and exported must be that early checkpoint's, not the end of training's.
+    cfg = make_cfg("trainer.max_steps=15", "callbacks.checkpoint.mode=max", "final_weights=best")
+    metrics = run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    history = load_history(run_dir)["val/loss"]
+    logged_step, worst = max(history, key=lambda point: point[1])
+    worst_step = logged_step + 1  # Lightning logs the validation that follows optimizer step n at step n - 1
+    assert len(history) == 3 and worst_step < 15
+    assert metrics["trainer/best_step"] == worst_step and metrics["best/val/loss"] == pytest.approx(worst)
+    assert metrics["trainer/global_step"] == 15
+
+    def weights(state: dict, key: str) -> torch.Tensor:
+        return next(v for k, v in state.items() if k.endswith(key))
+
+    key = "encoder.layer.0.attention.self.query.weight"
+    best = torch.load(next((run_dir / "checkpoints").glob(f"step{worst_step:06d}*.ckpt")), weights_only=False)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    exported = AutoModelForMaskedLM.from_pretrained(run_dir / "export").state_dict()
+    assert torch.equal(weights(exported, key), weights(best["state_dict"], key))
+    assert not torch.equal(weights(exported, key), weights(last["state_dict"], key))
+
+
+def test_final_weights_best_without_checkpoints_is_a_config_error(make_cfg):
+    from rlhf.config import ConfigError
+    with pytest.raises(ConfigError, match="final_weights=best needs trainer.enable_checkpointing=true"):
+        run(make_cfg("final_weights=best", "trainer.enable_checkpointing=false"))

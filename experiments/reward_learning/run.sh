@@ -10,7 +10,7 @@ SEEDS=${SEEDS:-"1 2 3"}
 PAIRS=${PAIRS:-4}        # pairs per article (4: 7.2k train pairs; 32: 58k)
 LR=${LR:-5e-4}
 LR_MLM=${LR_MLM:-$LR}    # the MLM-initialised arm's learning rate (pretrained encoders usually want a lower one)
-common=(logger=csv callbacks.progress_bar=none)
+common=(logger=csv callbacks.progress_bar=none ckpt_path=auto)   # auto: a rerun resumes an interrupted stage
 
 if [ ! -f "$OUT/mlm/export/model.safetensors" ]; then
   rlhf-train experiment=mlm_tiny trainer.max_steps="$MLM_STEPS" trainer.val_check_interval=500 \
