@@ -245,6 +245,10 @@ def test_reward_model_starts_from_the_mlm_export(make_cfg):
     encoder = AutoModelForMaskedLM.from_pretrained(export)
     assert torch.equal(module.model.bert.embeddings.word_embeddings.weight,
                        encoder.bert.embeddings.word_embeddings.weight)
+    # Fine-tuned in train mode (dropout on), although from_pretrained hands the encoder over in eval mode and
+    # Lightning keeps each submodule's mode: in eval mode the pretrained arm of a comparison trains without dropout.
+    assert module.model.bert.embeddings.dropout.p > 0
+    assert [name for name, sub in module.named_modules() if not sub.training] == []
     assert run(cfg)["trainer/global_step"] == 6
 
 

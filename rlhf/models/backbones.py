@@ -28,7 +28,9 @@ def _from_pretrained(auto_class, name: str, random_init: bool = False, **kwargs)
             from transformers import AutoConfig
 
             return auto_class.from_config(AutoConfig.from_pretrained(name, **kwargs))
-        return auto_class.from_pretrained(name, **kwargs)
+        # from_pretrained returns the model in eval mode, and Lightning keeps each submodule's mode at the start of
+        # fit: without train() a pretrained backbone would be fine-tuned with its dropout silently off.
+        return auto_class.from_pretrained(name, **kwargs).train()
     except Exception as err:
         reason = str(err).splitlines()[0][:300]
         if "Unrecognized configuration class" in reason:
