@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
+from rlhf.config import ConfigError
 from rlhf.methods.mlm import MaskedLMModule
 from rlhf.train import build_data_and_module, run, run_and_close
 from rlhf.utils.analysis import load_history
@@ -192,6 +193,5 @@ def test_final_weights_best_tests_and_exports_the_best_checkpoint(make_cfg):
 
 
 def test_final_weights_best_without_checkpoints_is_a_config_error(make_cfg):
-    from rlhf.config import ConfigError
     with pytest.raises(ConfigError, match="final_weights=best needs trainer.enable_checkpointing=true"):
         run(make_cfg("final_weights=best", "trainer.enable_checkpointing=false"))
