@@ -55,7 +55,9 @@ class TokenizerConf:
 class BackboneConf:
     source: str = spec("config", choices=["config", "pretrained"],
                        help="config: a fresh model built from the sizes below; pretrained: from_pretrained(name_or_path).")
-    arch: str = spec("bert", choices=["bert", "gpt2"], help="Architecture of a model built from config.")
+    arch: str = spec("bert", choices=["bert", "roformer", "gpt2"],
+                     help="Architecture of a model built from config: bert (learned absolute positions), roformer "
+                          "(BERT with rotary positions; learns masked LM far faster at tiny scale), gpt2 (causal).")
     name_or_path: str | None = spec(None, help="Hub name or local directory (source=pretrained).")
     random_init: bool = spec(False, help="source=pretrained: take the architecture (and tokenizer) but fresh "
                                          "random weights, e.g. to measure what pretraining buys.")

@@ -77,9 +77,9 @@ def tokenizers():
     return {"bert": train_tokenizer(TEXTS, "wordpiece", 200), "gpt2": train_tokenizer(TEXTS, "bpe", 300)}
 
 
-@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+@pytest.mark.parametrize("arch", ["bert", "roformer", "gpt2"])
 def test_score_is_the_same_under_left_right_and_no_padding(tokenizers, arch):
-    tok = tokenizers[arch]
+    tok = tokenizers["gpt2" if arch == "gpt2" else "bert"]
     torch.manual_seed(0)
     model = build_reward_model({**TINY, "arch": arch}, tok).eval()
     assert tok.pad_token_id != tok.eos_token_id
@@ -105,10 +105,12 @@ def test_causal_reward_model_refuses_pad_equal_to_eos(tokenizers):
         build_reward_model({**TINY, "arch": "gpt2"}, tok)
 
 
-def test_head_initialised_with_std_one_over_sqrt_d_plus_one(tokenizers):
-    model = build_reward_model({**TINY, "arch": "bert", "hidden_size": 256, "num_heads": 4},
+@pytest.mark.parametrize("arch", ["bert", "roformer"])
+def test_head_initialised_with_std_one_over_sqrt_d_plus_one(tokenizers, arch):
+    model = build_reward_model({**TINY, "arch": arch, "hidden_size": 256, "num_heads": 4},
                                tokenizers["bert"])
     head = reward_head(model)
+    assert head.out_features == 1  # RoFormer's head is dense + tanh + out_proj: the init is out_proj's
     assert abs(head.weight.std().item() - 1 / math.sqrt(257)) < 0.2 / math.sqrt(257)
     assert torch.count_nonzero(head.bias) == 0
 
@@ -206,7 +208,8 @@ def test_simulated_feedback_splits_share_no_text_and_noise_follows_temperature()
 
 
 # ---- end to end ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("objective,arch", [("pairwise", "bert"), ("rating", "bert"), ("pairwise", "gpt2")])
+@pytest.mark.parametrize("objective,arch", [("pairwise", "bert"), ("rating", "bert"), ("pairwise", "roformer"),
+                                            ("pairwise", "gpt2")])
 def test_reward_run_exports_a_sequence_classifier_and_scorer(make_cfg, objective, arch):
     algorithm = "bpe" if arch == "gpt2" else "wordpiece"
     cfg = make_cfg(*REWARD_FAST, f"method.objective={objective}", f"model.arch={arch}",
@@ -232,8 +235,9 @@ def test_reward_run_exports_a_sequence_classifier_and_scorer(make_cfg, objective
     assert scores.shape == (2,) and torch.isfinite(scores).all()
 
 
-def test_reward_model_starts_from_the_mlm_export(make_cfg):
-    mlm = make_cfg("trainer.max_steps=2", "trainer.val_check_interval=2", subdir="mlm")
+@pytest.mark.parametrize("arch", ["bert", "roformer"])
+def test_reward_model_starts_from_the_mlm_export(make_cfg, arch):
+    mlm = make_cfg("trainer.max_steps=2", "trainer.val_check_interval=2", f"model.arch={arch}", subdir="mlm")
     run(mlm)
     export = Path(mlm.paths.output_dir) / "export"
     cfg = make_cfg(*REWARD_FAST, "model=pretrained", f"model.name_or_path={export}", fast=False, subdir="rm")
@@ -243,11 +247,15 @@ def test_reward_model_starts_from_the_mlm_export(make_cfg):
     from transformers import AutoModelForMaskedLM
 
     encoder = AutoModelForMaskedLM.from_pretrained(export)
-    assert torch.equal(module.model.bert.embeddings.word_embeddings.weight,
-                       encoder.bert.embeddings.word_embeddings.weight)
+    assert type(encoder).__name__ == {"bert": "BertForMaskedLM", "roformer": "RoFormerForMaskedLM"}[arch]
+    assert type(module.model).__name__ == {"bert": "BertForSequenceClassification",
+                                           "roformer": "RoFormerForSequenceClassification"}[arch]
+    base, pretrained = getattr(module.model, arch), getattr(encoder, arch)
+    assert torch.equal(base.embeddings.word_embeddings.weight, pretrained.embeddings.word_embeddings.weight)
+    assert torch.equal(base.encoder.layer[-1].output.dense.weight, pretrained.encoder.layer[-1].output.dense.weight)
     # Fine-tuned in train mode (dropout on), although from_pretrained hands the encoder over in eval mode and
     # Lightning keeps each submodule's mode: in eval mode the pretrained arm of a comparison trains without dropout.
-    assert module.model.bert.embeddings.dropout.p > 0
+    assert base.embeddings.dropout.p > 0
     assert [name for name, sub in module.named_modules() if not sub.training] == []
     assert run(cfg)["trainer/global_step"] == 6
 

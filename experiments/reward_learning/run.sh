@@ -5,15 +5,18 @@
 set -euo pipefail
 OUT=${OUT:-logs/experiments/reward_learning}
 MLM_STEPS=${MLM_STEPS:-2000}
+MODEL=${MODEL:-tiny_roformer}  # the encoder architecture pretrained by MLM (tiny_roformer or tiny_bert)
 RM_STEPS=${RM_STEPS:-1000}
 SEEDS=${SEEDS:-"1 2 3"}
 PAIRS=${PAIRS:-4}        # pairs per article (4: 7.2k train pairs; 32: 58k)
 LR=${LR:-5e-4}
+SELECT=${SELECT:-best}  # best: test/export the checkpoint with the lowest val/loss (early stopping); last: the final one
+VAL_EVERY=${VAL_EVERY:-100}
 LR_MLM=${LR_MLM:-$LR}    # the MLM-initialised arm's learning rate (pretrained encoders usually want a lower one)
 common=(logger=csv callbacks.progress_bar=none ckpt_path=auto)   # auto: a rerun resumes an interrupted stage
 
 if [ ! -f "$OUT/mlm/export/model.safetensors" ]; then
-  rlhf-train experiment=mlm_tiny trainer.max_steps="$MLM_STEPS" trainer.val_check_interval=500 \
+  rlhf-train experiment=mlm_tiny model="$MODEL" trainer.max_steps="$MLM_STEPS" trainer.val_check_interval=500 \
     hydra.run.dir="$OUT/mlm" "${common[@]}"
 fi
 for seed in $SEEDS; do
@@ -22,7 +25,7 @@ for seed in $SEEDS; do
     [ -f "$OUT/rm_${init}_seed$seed/metrics.json" ] && continue
     rlhf-train experiment=reward_tiny model=pretrained model.name_or_path="$OUT/mlm/export" \
       model.random_init=$random_init data.source.pairs_per_article="$PAIRS" method.lr="$lr" \
-      trainer.max_steps="$RM_STEPS" trainer.val_check_interval=250 seed="$seed" \
+      trainer.max_steps="$RM_STEPS" trainer.val_check_interval="$VAL_EVERY" final_weights="$SELECT" seed="$seed" \
       hydra.run.dir="$OUT/rm_${init}_seed$seed" "${common[@]}"
   done
 done

@@ -13,13 +13,18 @@ for run_dir in sorted(out.glob("rm_*_seed*")):
     if metrics_file.exists():
         init, seed = run_dir.name[3:].rsplit("_seed", 1)
         rows.setdefault(init, []).append((int(seed), json.loads(metrics_file.read_text())))
-print("| init | seed | test accuracy (noisy labels) | gold scorer vs labels | RM vs gold (gold ties excluded) | "
-      "calibration error |")
-print("|---|---:|---:|---:|---:|---:|")
+print("| init | seed | test accuracy (noisy labels) | test loss | gold scorer vs labels | RM vs gold (gold ties excluded) | "
+      "calibration error | selected step |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for init, runs in rows.items():
     for seed, m in sorted(runs):
-        print(f"| {init} | {seed} | {m['test/accuracy']:.3f} | {m['test/label_gold_agreement']:.3f} | "
-              f"{m['test/gold_agreement']:.3f} | {m['test/calibration_error']:.3f} |")
-    accs = [m["test/accuracy"] for _, m in runs]
-    spread = f" ± {statistics.stdev(accs):.3f}" if len(accs) > 1 else ""
-    print(f"| {init} | mean | {statistics.mean(accs):.3f}{spread} | | | |")
+        best = m.get("trainer/best_step")
+        print(f"| {init} | {seed} | {m['test/accuracy']:.3f} | {m['test/loss']:.3f} | {m['test/label_gold_agreement']:.3f} | "
+              f"{m['test/gold_agreement']:.3f} | {m['test/calibration_error']:.3f} | "
+              f"{'last' if best is None else int(best)} |")
+    cells = []
+    for key in ("test/accuracy", "test/loss", "test/gold_agreement"):
+        values = [m[key] for _, m in runs]
+        spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+        cells.append(f"{statistics.mean(values):.3f}{spread}")
+    print(f"| {init} | mean | {cells[0]} | {cells[1]} | | {cells[2]} | | |")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, PreTrainedModel
+from transformers import (
+    AutoModelForMaskedLM,
+    BertConfig,
+    BertForMaskedLM,
+    PreTrainedModel,
+    RoFormerConfig,
+    RoFormerForMaskedLM,
+)
 
 from rlhf.utils.fields import get_field
 
@@ -20,6 +27,20 @@ def bert_config(cfg: Any, tokenizer, **extra) -> BertConfig:
         max_position_embeddings=get_field(cfg, "max_position_embeddings"), hidden_dropout_prob=get_field(cfg, "dropout"),
         attention_probs_dropout_prob=get_field(cfg, "attention_dropout"), pad_token_id=tokenizer.pad_token_id,
         type_vocab_size=2, **extra)
+
+
+def roformer_config(cfg: Any, tokenizer, **extra) -> RoFormerConfig:
+    """BERT with rotary position embeddings (Su et al. 2021): the same encoder blocks, relative positions."""
+    return RoFormerConfig(
+        vocab_size=len(tokenizer), embedding_size=get_field(cfg, "hidden_size"), hidden_size=get_field(cfg, "hidden_size"),
+        num_hidden_layers=get_field(cfg, "num_layers"), num_attention_heads=get_field(cfg, "num_heads"),
+        intermediate_size=get_field(cfg, "intermediate_size"),
+        max_position_embeddings=get_field(cfg, "max_position_embeddings"), hidden_dropout_prob=get_field(cfg, "dropout"),
+        attention_probs_dropout_prob=get_field(cfg, "attention_dropout"), pad_token_id=tokenizer.pad_token_id,
+        type_vocab_size=2, **extra)
+
+
+ENCODER_ARCHS = ("bert", "roformer")
 
 
 def _from_pretrained(auto_class, name: str, random_init: bool = False, **kwargs) -> PreTrainedModel:
@@ -54,15 +75,18 @@ def check_vocab(model: PreTrainedModel, tokenizer, name: str) -> None:
 
 
 def build_masked_lm(cfg: Any, tokenizer) -> PreTrainedModel:
-    """A masked-LM: ``BertForMaskedLM`` from the config sizes, or any ``AutoModelForMaskedLM`` checkpoint."""
+    """A masked-LM: ``BertForMaskedLM`` or ``RoFormerForMaskedLM`` from the config sizes, or any ``AutoModelForMaskedLM`` checkpoint."""
     if get_field(cfg, "source") == "pretrained":
         name = get_field(cfg, "name_or_path")
         model = _from_pretrained(AutoModelForMaskedLM, name, bool(get_field(cfg, "random_init", False)))
         check_vocab(model, tokenizer, name)
         return model
-    if get_field(cfg, "arch", "bert") != "bert":
-        raise ModelError(f"model.arch={get_field(cfg, 'arch')!r} cannot do masked-LM; use model.arch=bert")
+    arch = get_field(cfg, "arch", "bert")
+    if arch not in ENCODER_ARCHS:
+        raise ModelError(f"model.arch={arch!r} cannot do masked-LM; use model.arch=roformer or model.arch=bert")
     if tokenizer.mask_token_id is None:
         raise ModelError("the tokenizer has no [MASK] token; masked-LM needs a wordpiece tokenizer "
                          "(model.tokenizer.algorithm=wordpiece)")
+    if arch == "roformer":
+        return RoFormerForMaskedLM(roformer_config(cfg, tokenizer))
     return BertForMaskedLM(bert_config(cfg, tokenizer))

@@ -1,7 +1,8 @@
 """Reward models: a transformer with a one-output head, exported as ``AutoModelForSequenceClassification``.
 
 Where the score is read: causal LMs (GPT-2 style) read the last real token (the EOS we append), found from the pad
-id, which therefore must differ from EOS. Encoders (BERT style) read ``[CLS]`` through the pooler. Both are
+id, which therefore must differ from EOS. Encoders read ``[CLS]`` (BERT through its pooler, RoFormer/RoBERTa through
+their dense + tanh classification head). Both are
 correct for right padding; :func:`reward_scores` moves left-padded rows to right padding first, so any padding gives
 the same scores (tested), and a plain-transformers user of the export should pad on the right.
 """
@@ -18,9 +19,10 @@ from transformers import (
     GPT2Config,
     GPT2ForSequenceClassification,
     PreTrainedModel,
+    RoFormerForSequenceClassification,
 )
 
-from rlhf.models.backbones import ModelError, _from_pretrained, bert_config, check_vocab
+from rlhf.models.backbones import ModelError, _from_pretrained, bert_config, check_vocab, roformer_config
 from rlhf.utils.fields import get_field
 
 
@@ -43,6 +45,9 @@ def reward_head(model: PreTrainedModel) -> torch.nn.Linear:
         head = getattr(model, name, None)
         if isinstance(head, torch.nn.Linear):
             return head
+        # RoFormer, RoBERTa, DeBERTa-v2, ...: dense + tanh + out_proj on [CLS]; the one-output layer is out_proj
+        if isinstance(getattr(head, "out_proj", None), torch.nn.Linear):
+            return head.out_proj
     raise ModelError(f"{type(model).__name__} has no linear score/classifier head")
 
 
@@ -77,6 +82,9 @@ def build_reward_model(cfg: Any, tokenizer) -> PreTrainedModel:
             init_reward_head(model)
     elif get_field(cfg, "arch") == "gpt2":
         model = GPT2ForSequenceClassification(gpt2_config(cfg, tokenizer, num_labels=1))
+        init_reward_head(model)
+    elif get_field(cfg, "arch") == "roformer":
+        model = RoFormerForSequenceClassification(roformer_config(cfg, tokenizer, num_labels=1))
         init_reward_head(model)
     else:
         model = BertForSequenceClassification(bert_config(cfg, tokenizer, num_labels=1))
