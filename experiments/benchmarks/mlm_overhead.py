@@ -31,6 +31,7 @@ BLOCK, BATCH, LOG_EVERY = 64, 32, 10
 
 def rlhf_overrides(steps: int) -> list[str]:
     return [
+        "model=tiny_bert",  # the same BertForMaskedLM as the HF Trainer side
         f"trainer.max_steps={steps}", f"trainer.log_every_n_steps={LOG_EVERY}", "trainer.limit_val_batches=0",
         "trainer.enable_checkpointing=false", "trainer.enable_model_summary=false", "test=false", "export=false",
         "logger=csv", "callbacks.progress_bar=none", "callbacks.lr_monitor=false",
