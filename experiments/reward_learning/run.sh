@@ -10,6 +10,7 @@ RM_STEPS=${RM_STEPS:-1000}
 SEEDS=${SEEDS:-"1 2 3"}
 PAIRS=${PAIRS:-4}        # pairs per article (4: 7.2k train pairs; 32: 58k)
 LR=${LR:-5e-4}
+EXTRA=${EXTRA:-}           # more overrides for the reward runs, e.g. EXTRA="data.source.scorer=offensive"
 SELECT=${SELECT:-best}  # best: test/export the checkpoint with the lowest val/loss (early stopping); last: the final one
 VAL_EVERY=${VAL_EVERY:-100}
 LR_MLM=${LR_MLM:-$LR}    # the MLM-initialised arm's learning rate (pretrained encoders usually want a lower one)
@@ -26,7 +27,7 @@ for seed in $SEEDS; do
     rlhf-train experiment=reward_tiny model=pretrained model.name_or_path="$OUT/mlm/export" \
       model.random_init=$random_init data.source.pairs_per_article="$PAIRS" method.lr="$lr" \
       trainer.max_steps="$RM_STEPS" trainer.val_check_interval="$VAL_EVERY" final_weights="$SELECT" seed="$seed" \
-      hydra.run.dir="$OUT/rm_${init}_seed$seed" "${common[@]}"
+      hydra.run.dir="$OUT/rm_${init}_seed$seed" "${common[@]}" $EXTRA
   done
 done
 python "$(dirname "$0")/summarize.py" "$OUT"
