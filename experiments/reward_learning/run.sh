@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reward model on simulated VADER preference pairs: MLM-pretrained encoder vs the same architecture and tokenizer
 # with random weights, same budget, 3 seeds. Writes run dirs under $OUT and prints the results table.
-#   bash experiments/reward_learning/run.sh            (about 30 minutes on 2 CPU cores)
+#   bash experiments/reward_learning/run.sh            (about 45 minutes on 2 CPU cores)
 set -euo pipefail
 OUT=${OUT:-logs/experiments/reward_learning}
 MLM_STEPS=${MLM_STEPS:-2000}
