@@ -8,9 +8,11 @@ from transformers import (
     AutoModelForMaskedLM,
     BertConfig,
     BertForMaskedLM,
+    BertForSequenceClassification,
     PreTrainedModel,
     RoFormerConfig,
     RoFormerForMaskedLM,
+    RoFormerForSequenceClassification,
 )
 
 from rlhf.utils.fields import get_field
@@ -20,27 +22,25 @@ class ModelError(ValueError):
     """A model that cannot be built or does not fit its tokenizer; the message says which key to change."""
 
 
-def bert_config(cfg: Any, tokenizer, **extra) -> BertConfig:
-    return BertConfig(
+# Encoders built from config: the HF classes per architecture. RoFormer is BERT with rotary position embeddings
+# (Su et al. 2021): the same blocks, relative positions, and an embedding_size that must be given.
+ENCODERS = {
+    "bert": (BertConfig, BertForMaskedLM, BertForSequenceClassification),
+    "roformer": (RoFormerConfig, RoFormerForMaskedLM, RoFormerForSequenceClassification),
+}
+
+
+def encoder_config(cfg: Any, tokenizer, **extra):
+    """The ``model.arch`` encoder's HF config from the backbone sizes (``extra``: e.g. ``num_labels=1``)."""
+    arch = get_field(cfg, "arch", "bert")
+    if arch == "roformer":
+        extra.setdefault("embedding_size", get_field(cfg, "hidden_size"))
+    return ENCODERS[arch][0](
         vocab_size=len(tokenizer), hidden_size=get_field(cfg, "hidden_size"), num_hidden_layers=get_field(cfg, "num_layers"),
         num_attention_heads=get_field(cfg, "num_heads"), intermediate_size=get_field(cfg, "intermediate_size"),
         max_position_embeddings=get_field(cfg, "max_position_embeddings"), hidden_dropout_prob=get_field(cfg, "dropout"),
         attention_probs_dropout_prob=get_field(cfg, "attention_dropout"), pad_token_id=tokenizer.pad_token_id,
         type_vocab_size=2, **extra)
-
-
-def roformer_config(cfg: Any, tokenizer, **extra) -> RoFormerConfig:
-    """BERT with rotary position embeddings (Su et al. 2021): the same encoder blocks, relative positions."""
-    return RoFormerConfig(
-        vocab_size=len(tokenizer), embedding_size=get_field(cfg, "hidden_size"), hidden_size=get_field(cfg, "hidden_size"),
-        num_hidden_layers=get_field(cfg, "num_layers"), num_attention_heads=get_field(cfg, "num_heads"),
-        intermediate_size=get_field(cfg, "intermediate_size"),
-        max_position_embeddings=get_field(cfg, "max_position_embeddings"), hidden_dropout_prob=get_field(cfg, "dropout"),
-        attention_probs_dropout_prob=get_field(cfg, "attention_dropout"), pad_token_id=tokenizer.pad_token_id,
-        type_vocab_size=2, **extra)
-
-
-ENCODER_ARCHS = ("bert", "roformer")
 
 
 def _from_pretrained(auto_class, name: str, random_init: bool = False, **kwargs) -> PreTrainedModel:
@@ -82,11 +82,9 @@ def build_masked_lm(cfg: Any, tokenizer) -> PreTrainedModel:
         check_vocab(model, tokenizer, name)
         return model
     arch = get_field(cfg, "arch", "bert")
-    if arch not in ENCODER_ARCHS:
+    if arch not in ENCODERS:
         raise ModelError(f"model.arch={arch!r} cannot do masked-LM; use model.arch=roformer or model.arch=bert")
     if tokenizer.mask_token_id is None:
         raise ModelError("the tokenizer has no [MASK] token; masked-LM needs a wordpiece tokenizer "
                          "(model.tokenizer.algorithm=wordpiece)")
-    if arch == "roformer":
-        return RoFormerForMaskedLM(roformer_config(cfg, tokenizer))
-    return BertForMaskedLM(bert_config(cfg, tokenizer))
+    return ENCODERS[arch][1](encoder_config(cfg, tokenizer))

@@ -15,14 +15,12 @@ from typing import Any
 import torch
 from transformers import (
     AutoModelForSequenceClassification,
-    BertForSequenceClassification,
     GPT2Config,
     GPT2ForSequenceClassification,
     PreTrainedModel,
-    RoFormerForSequenceClassification,
 )
 
-from rlhf.models.backbones import ModelError, _from_pretrained, bert_config, check_vocab, roformer_config
+from rlhf.models.backbones import ENCODERS, ModelError, _from_pretrained, check_vocab, encoder_config
 from rlhf.utils.fields import get_field
 
 
@@ -83,11 +81,8 @@ def build_reward_model(cfg: Any, tokenizer) -> PreTrainedModel:
     elif get_field(cfg, "arch") == "gpt2":
         model = GPT2ForSequenceClassification(gpt2_config(cfg, tokenizer, num_labels=1))
         init_reward_head(model)
-    elif get_field(cfg, "arch") == "roformer":
-        model = RoFormerForSequenceClassification(roformer_config(cfg, tokenizer, num_labels=1))
-        init_reward_head(model)
     else:
-        model = BertForSequenceClassification(bert_config(cfg, tokenizer, num_labels=1))
+        model = ENCODERS[get_field(cfg, "arch", "bert")][2](encoder_config(cfg, tokenizer, num_labels=1))
         init_reward_head(model)
     if is_causal(model) and tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ModelError("a causal reward model needs a pad token distinct from EOS (the score is read at the last "
