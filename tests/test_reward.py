@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -285,3 +286,32 @@ def test_make_feedback_command_writes_readable_split_files(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "rlhf.data.simulated_feedback", "--out", str(tmp_path),
                           "--temperature", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--temperature must be > 0" in bad.stderr
+
+
+# ---- experiments/reward_learning/valence_probe.py -------------------------------------------------------------------
+def _valence_probe():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "reward_learning" / "valence_probe.py"
+    spec = importlib.util.spec_from_file_location("valence_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_valence_probe_reads_vader_words_and_finds_valence_only_where_it_is():
+    pytest.importorskip("vaderSentiment")
+    probe = _valence_probe()
+    words = probe.vader_words()
+    assert words["good"] > 0 and words["bad"] < 0 and len(words) > 5000
+    tokenizer = train_tokenizer(TEXTS + ["good bad great awful"] * 5, "wordpiece", vocab_size=128)
+    kept, ids, labels = probe.single_token_words(tokenizer, {"good": 1.9, "bad": -2.5, "meh": 0.0, "zzzq": 1.0})
+    # "meh" has no valence and "zzzq" is not one token of this vocabulary: neither is probed
+    assert kept == ["bad", "good"] and list(labels) == [0, 1]
+    assert ids == [tokenizer.convert_tokens_to_ids("bad"), tokenizer.convert_tokens_to_ids("good")]
+    gen = np.random.default_rng(0)
+    y = np.array([0, 1] * 60)
+    noise = gen.normal(size=(120, 16))
+    informative = noise + 3.0 * y[:, None] * np.eye(16)[0]  # one direction carries the label (Bayes accuracy 0.93)
+    assert probe.probe(informative, y)[0] > 0.85
+    assert probe.probe(noise, y)[0] < 0.7

@@ -5,7 +5,8 @@
 set -euo pipefail
 OUT=${OUT:-logs/experiments/reward_learning}
 MLM_STEPS=${MLM_STEPS:-2000}
-MODEL=${MODEL:-tiny_roformer}  # the encoder architecture pretrained by MLM (tiny_roformer or tiny_bert)
+MODEL=${MODEL:-tiny_roformer}  # the encoder pretrained by MLM (tiny_roformer, tiny_bert, or minilm: continued MLM)
+MLM_EXPERIMENT=${MLM_EXPERIMENT:-mlm_tiny}  # mlm_minilm for MODEL=minilm (lr 5e-5, 128-token blocks)
 RM_STEPS=${RM_STEPS:-1000}
 SEEDS=${SEEDS:-"1 2 3"}
 PAIRS=${PAIRS:-4}        # pairs per article (4: 7.2k train pairs; 32: 58k)
@@ -17,7 +18,7 @@ LR_MLM=${LR_MLM:-$LR}    # the MLM-initialised arm's learning rate (pretrained e
 common=(logger=csv callbacks.progress_bar=none ckpt_path=auto)   # auto: a rerun resumes an interrupted stage
 
 if [ ! -f "$OUT/mlm/export/model.safetensors" ]; then
-  rlhf-train experiment=mlm_tiny model="$MODEL" trainer.max_steps="$MLM_STEPS" trainer.val_check_interval=500 \
+  rlhf-train experiment="$MLM_EXPERIMENT" model="$MODEL" trainer.max_steps="$MLM_STEPS" trainer.val_check_interval=$(( MLM_STEPS < 500 ? MLM_STEPS : 500 )) \
     hydra.run.dir="$OUT/mlm" "${common[@]}"
 fi
 for seed in $SEEDS; do
