@@ -209,6 +209,7 @@ def _unigram_nll(datamodule) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two 1,000-step MLM runs: about 5 min alone, past 600 s when the cores are shared
 def test_rotary_encoder_leaves_the_unigram_plateau_where_bert_stays(make_cfg):
     """Why model=tiny_roformer is the default encoder: at CPU scale a BERT with learned absolute positions stays near
     the loss of predicting token frequencies (it cannot yet attend to neighbours by position), the same blocks with
