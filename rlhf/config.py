@@ -183,6 +183,7 @@ class FeedbackPolicyConf:
     empty: str = spec("drop", choices=["drop", "error"], help="Whitespace-only responses.")
     identical: str = spec("drop", choices=["drop", "error"], help="chosen == rejected.")
     nonfinite: str = spec("drop", choices=["drop", "error"], help="NaN/inf or non-numeric rating or margin.")
+    out_of_range: str = spec("error", choices=["drop", "error"], help="A rating outside data.rating_range.")
     too_long: str = spec("truncate_prompt", choices=["truncate_prompt", "drop", "error"],
                          help="Over max_length: cut the prompt from the left (responses keep their tails), drop, or "
                               "fail. A response that cannot fit even alone is dropped (or fails).")
@@ -198,10 +199,19 @@ class RewardDataConf:
     split: SplitConf = spec(factory=SplitConf, help="Hash split by prompt when the source is a single file.")
     loader: LoaderConf = spec(factory=LoaderConf, help="Batching (pairs per batch for pairwise).")
     max_length: int = spec(128, ge=8, help="Tokens per prompt+response sequence, special tokens included.")
+    rating_range: list[float] | None = spec(None, help="The rating scale [low, high], e.g. [1, 5]: a rating outside "
+                                                       "it is an error naming the row (data.policy.out_of_range=drop "
+                                                       "drops it). null: any finite rating.")
     policy: FeedbackPolicyConf = spec(factory=FeedbackPolicyConf, help="What happens to each malformed case.")
     strict: bool = spec(False, help="Turn every drop into an error.")
     padding_side: str = spec("right", choices=["right", "left"], help="Where batches are padded.")
     cache_dir: str = spec(MISSING, help="Where trained tokenizers are cached.")
+
+    def check(self) -> list[tuple[str, str]]:
+        scale = self.rating_range
+        if scale is not None and (len(scale) != 2 or not all(math.isfinite(v) for v in scale) or scale[0] >= scale[1]):
+            return [("rating_range", f"={list(scale)} must be two finite numbers [low, high] with low < high")]
+        return []
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ Policies (``error`` or ``drop``; ``strict=True`` turns every drop into an error)
 | ``empty`` | prompt-less responses or whitespace-only text | drop |
 | ``identical`` | chosen == rejected (text) | drop |
 | ``nonfinite`` | rating (or margin) is NaN/inf or not a number | drop |
+| ``out_of_range`` | a rating outside ``data.rating_range`` (when set) | error |
 | ``too_long`` | the response does not fit ``max_length`` even with no prompt | drop |
 | ``identical_after_truncation`` | chosen and rejected give the same token ids | drop |
 
@@ -27,8 +28,8 @@ from rlhf.data.readers import DataError, DropReport
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 RATING_FIELDS = ("prompt", "response", "rating")
-DEFAULT_POLICY = {"empty": "drop", "identical": "drop", "nonfinite": "drop", "too_long": "truncate_prompt",
-                  "identical_after_truncation": "drop"}
+DEFAULT_POLICY = {"empty": "drop", "identical": "drop", "nonfinite": "drop", "out_of_range": "error",
+                  "too_long": "truncate_prompt", "identical_after_truncation": "drop"}
 
 
 class Policy:
@@ -70,10 +71,11 @@ def _number(value: Any) -> float | None:
 
 
 def validate_records(rows, kind: str, columns: Mapping[str, str], origin: str, policy: Policy,
-                     report: DropReport) -> list[dict]:
+                     report: DropReport, rating_range: Sequence[float] | None = None) -> list[dict]:
     """Clean records ``{"prompt", "chosen", "rejected", "margin"?}`` or ``{"prompt", "response", "rating"}``.
 
-    ``rows`` yields ``(row number, raw record)``; ``columns`` maps our field names to the file's column names.
+    ``rows`` yields ``(row number, raw record)``; ``columns`` maps our field names to the file's column names;
+    ``rating_range`` (``[low, high]``, optional) is the scale every rating must lie on.
     """
     fields = PAIR_FIELDS if kind == "pairs" else RATING_FIELDS
     col = {f: columns.get(f, f) for f in (*fields, "margin")}
@@ -107,6 +109,11 @@ def validate_records(rows, kind: str, columns: Mapping[str, str], origin: str, p
             rating = _number(record[col["rating"]])
             if rating is None:
                 policy.handle("nonfinite", where, f"rating {record[col['rating']]!r} is not a finite number", report)
+                continue
+            if rating_range is not None and not rating_range[0] <= rating <= rating_range[1]:
+                low, high = rating_range
+                policy.handle("out_of_range", where, f"rating {rating:g} is outside data.rating_range=[{low:g}, "
+                              f"{high:g}] (fix the row, or set data.rating_range to your scale)", report)
                 continue
             item = {"prompt": prompt, "response": response, "rating": rating}
         for extra in ("gold", "gold_chosen", "gold_rejected"):  # gold scores of simulated feedback, if present

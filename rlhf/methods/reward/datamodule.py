@@ -23,13 +23,15 @@ SPLITS = ("train", "val", "test")
 class RewardDataModule(TextDataModule):
     def __init__(self, source: Mapping, split: Mapping, loader: Mapping, tokenizer: Mapping, cache_dir: str,
                  objective: str = "pairwise", max_length: int = 128, policy: Mapping | None = None,
-                 strict: bool = False, padding_side: str = "right", seed: int = 0):
+                 strict: bool = False, padding_side: str = "right", rating_range: list[float] | None = None,
+                 seed: int = 0):
         super().__init__(source, split, loader, tokenizer, cache_dir, seed)
         self.objective = objective
         self.kind = "pairs" if objective == "pairwise" else "ratings"
         self.max_length = max_length
         self.policy = Policy(_plain(policy), strict)
         self.padding_side = padding_side
+        self.rating_range = tuple(_plain(rating_range)) if rating_range is not None else None
         self.reports = {name: DropReport(f"{self.kind} {name}") for name in SPLITS}
         self.rating_stats = (0.0, 1.0)
         self.truncated: dict[str, int] = {}
@@ -61,27 +63,32 @@ class RewardDataModule(TextDataModule):
         columns = self.source.get("columns") or {}
         files = self._split_files()
         if files is not None:
-            splits = {s: validate_records(self._rows(f), self.kind, columns, f, self.policy, self.reports[s])
-                      for s, f in files.items()}
+            splits = {s: validate_records(self._rows(f), self.kind, columns, f, self.policy, self.reports[s],
+                                          self.rating_range) for s, f in files.items()}
         else:  # one file: split by a hash of the prompt, so no prompt is shared across splits
             path = str(self.source.get("path"))
-            records = validate_records(self._rows(path), self.kind, columns, path, self.policy, self.report)
+            records = validate_records(self._rows(path), self.kind, columns, path, self.policy, self.report,
+                                       self.rating_range)
             splits = {s: [] for s in SPLITS}
             for record in records:
                 splits[split_of(record["prompt"], self.split_cfg.get("salt", "rlhf"),
                                 float(self.split_cfg.get("val_fraction", 0.05)),
                                 float(self.split_cfg.get("test_fraction", 0.05)))].append(record)
+            for name in SPLITS:  # drops are counted once, for the file (data/dropped_*); kept per split
+                self.reports[name].kept = len(splits[name])
         for name in SPLITS:
             if not splits[name]:
-                raise DataError(f"the {name} split of the {self.kind} data is empty after validation "
-                                f"({self.reports[name].summary()})")
+                origin = files[name] if files else (f"{self.source.get('path')} (one file split by prompt hash: "
+                                                    f"data.split.{name}_fraction)" if name != "train" else
+                                                    str(self.source.get("path")))
+                raise DataError(f"the {name} split of the {self.kind} data is empty after validation: {origin}; "
+                                f"{(self.reports[name] if files else self.report).summary()}. Add records"
+                                + ("" if files or name == "train" else f" or raise data.split.{name}_fraction"))
         for name in SPLITS:
             rank_zero_info(f"[data] {self.reports[name].summary()}" if files else f"[data] {name}: "
                            f"{len(splits[name])} records")
         if self.kind == "ratings":
-            ratings = torch.tensor([r["rating"] for r in splits["train"]], dtype=torch.float64)
-            self.rating_stats = (float(ratings.mean()), float(ratings.std().clamp(min=1e-6)) if len(ratings) > 1
-                                 else 1.0)
+            self.rating_stats = rating_stats(splits["train"], files["train"] if files else str(self.source.get("path")))
         return splits
 
     def tokenizer_texts(self) -> list[str]:
@@ -165,3 +172,17 @@ class RewardDataModule(TextDataModule):
             metrics.update(report.metrics(prefix=f"data/{name}"))
             metrics[f"data/{name}_truncated_prompt"] = float(self.truncated.get(name, 0))
         return metrics
+
+
+def rating_stats(records: list[dict], origin: str) -> tuple[float, float]:
+    """Mean and standard deviation of the training ratings (the regression targets are ``(rating - mean) / std``);
+    a scale on which they are not finite numbers (e.g. a rating of 1e308) is a DataError naming the extreme rating."""
+    ratings = torch.tensor([r["rating"] for r in records], dtype=torch.float64)
+    mean = ratings.mean()
+    std = ratings.std() if len(ratings) > 1 else torch.tensor(1.0, dtype=torch.float64)
+    if not (torch.isfinite(mean) and torch.isfinite(std) and torch.isfinite((ratings - mean) / std.clamp(min=1e-6)).all()):
+        extreme = records[int(ratings.abs().argmax())]
+        raise DataError(f"{origin}: the training ratings cannot be normalised (mean {float(mean)}, std {float(std)}): "
+                        f"rating {extreme['rating']:g} (prompt {extreme['prompt'][:40]!r}) is far off any scale; fix "
+                        f"it, or set data.rating_range=[low,high] to refuse or drop ratings off your scale")
+    return float(mean), float(std.clamp(min=1e-6))

@@ -18,12 +18,13 @@ OBJECTIVES = ("pairwise", "rating")
 
 
 class EvalBuffer(torch.nn.Module):
-    """Concatenates per-sample values over an evaluation (synced across devices by torchmetrics)."""
+    """Concatenates per-sample values over an evaluation (synced across devices by torchmetrics). Gold values keep
+    their NaNs (a record without a gold score), so they stay aligned with the model's scores row by row."""
 
     def __init__(self, names: tuple[str, ...]):
         super().__init__()
         self.names = names
-        self.values = torch.nn.ModuleDict({n: CatMetric(nan_strategy="ignore" if n.startswith("gold") else "warn")
+        self.values = torch.nn.ModuleDict({n: CatMetric(nan_strategy="disable" if n.startswith("gold") else "warn")
                                            for n in names})
 
     def update(self, **values: torch.Tensor) -> None:
@@ -34,7 +35,7 @@ class EvalBuffer(torch.nn.Module):
         out = {}
         for name in self.names:
             metric = self.values[name]
-            out[name] = metric.compute().reshape(-1) if metric.update_count else torch.zeros(0)
+            out[name] = torch.as_tensor(metric.compute()).reshape(-1) if metric.update_count else torch.zeros(0)
             metric.reset()
         return out
 
@@ -149,14 +150,17 @@ def evaluation_metrics(objective: str, values: dict[str, torch.Tensor]) -> dict[
         out["reward_mean"], out["reward_std"] = rewards.mean(), rewards.std() if len(rewards) > 1 else rewards.new_zeros(())
         out["calibration_error"] = calibration_error(torch.sigmoid(diff), torch.ones_like(diff))
         gold_c, gold_r = values.get("gold_chosen", torch.zeros(0)), values.get("gold_rejected", torch.zeros(0))
-        if len(gold_c) == len(chosen) and len(gold_c):
-            gold_diff = gold_c - gold_r
-            decided = gold_diff != 0
-            if decided.any():
-                # does the reward model order held-out texts as the gold scorer does (ties in gold excluded)?
-                out["gold_agreement"] = ((diff[decided] > 0) == (gold_diff[decided] > 0)).float().mean()
-            # the gold scorer's own agreement with the (noisy) labels; ties count one half
-            out["label_gold_agreement"] = ((gold_diff > 0).float() + 0.5 * (gold_diff == 0).float()).mean()
+        if len(gold_c) == len(chosen):
+            known = torch.isfinite(gold_c) & torch.isfinite(gold_r)  # files without (or with partial) gold scores
+            if known.any():
+                out["gold_coverage"] = known.float().mean()
+                gold_diff, model_diff = (gold_c - gold_r)[known], diff[known]
+                decided = gold_diff != 0
+                if decided.any():
+                    # does the reward model order held-out texts as the gold scorer does (ties in gold excluded)?
+                    out["gold_agreement"] = ((model_diff[decided] > 0) == (gold_diff[decided] > 0)).float().mean()
+                # the gold scorer's own agreement with the (noisy) labels; ties count one half
+                out["label_gold_agreement"] = ((gold_diff > 0).float() + 0.5 * (gold_diff == 0).float()).mean()
     else:
         predicted, target = values["predicted"], values["target"]
         if not len(predicted):
@@ -166,6 +170,10 @@ def evaluation_metrics(objective: str, values: dict[str, torch.Tensor]) -> dict[
         out["spearman"] = spearman(predicted, values["rating"]) if len(predicted) > 1 else predicted.new_zeros(())
         out["reward_mean"], out["reward_std"] = predicted.mean(), predicted.std() if len(predicted) > 1 else predicted.new_zeros(())
         gold = values.get("gold", torch.zeros(0))
-        if len(gold) == len(predicted) and len(gold) > 1:
-            out["gold_spearman"] = spearman(predicted, gold)
+        if len(gold) == len(predicted):
+            known = torch.isfinite(gold)  # files without (or with partial) gold scores
+            if known.any():
+                out["gold_coverage"] = known.float().mean()
+            if known.sum() > 1:
+                out["gold_spearman"] = spearman(predicted[known], gold[known])
     return out
