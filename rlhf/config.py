@@ -493,7 +493,10 @@ class LoggerConf:
 
 @dataclass
 class CheckpointConf:
-    every_n_train_steps: int | None = spec(None, ge=1, help="Save last.ckpt every N steps (null: each validation).")
+    every_n_train_steps: int | None = spec(None, ge=1, help="Also save step<N>.ckpt and last.ckpt every N optimizer "
+                                                            "steps from the first, whatever is monitored (bounds "
+                                                            "what a kill loses). null: at validations only.")
+    keep_steps: int = spec(2, ge=1, help="How many step<N>.ckpt files to keep (the newest).")
     monitor: str | None = spec(None, help="Metric that picks the best checkpoint (default: optimized_metric).")
     mode: str = spec("min", choices=["min", "max"], help="Whether a lower or higher monitored value is better.")
     save_top_k: int = spec(1, ge=-1, help="How many best checkpoints to keep (0: only last.ckpt).")

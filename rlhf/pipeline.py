@@ -29,7 +29,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from rlhf.train import CONFIG_DIR
-from rlhf.utils.run import write_json
+from rlhf.utils.run import resume_points, write_json
 
 DONE = "stage_done.json"
 
@@ -85,10 +85,11 @@ def plan(cfg: DictConfig, routed: dict[str, list[str]] | None = None) -> list[di
     return steps
 
 
-def stage_command(step: dict[str, Any], resume: Path | None) -> list[str]:
+def stage_command(step: dict[str, Any], resume: bool) -> list[str]:
+    """The stage's ``rlhf-train`` command; ``resume``: continue from the newest readable checkpoint of its run dir."""
     command = [sys.executable, "-m", "rlhf.train", *step["overrides"], f"hydra.run.dir={step['dir']}"]
-    if resume is not None:
-        command.append(f"ckpt_path={resume}")
+    if resume:
+        command.append("ckpt_path=auto")
     return command
 
 
@@ -156,12 +157,11 @@ def _run_stage(step: dict[str, Any], rerun: set[str], done: dict[str, dict]) -> 
         export = step["dir"].parent / need / "export"
         if not (export / "config.json").exists():
             raise PipelineError(f"stage {name} needs the export of stage {need} at {export}, which is missing")
-    last = directory / "checkpoints" / "last.ckpt"
-    resume = last if last.exists() else None
+    resume = bool(resume_points(directory / "checkpoints"))
     command = stage_command(step, resume)
     status = "resumed" if resume else "ran"
     alone = "rlhf-train " + " ".join(command[3:])  # the same run, launched by hand
-    print(f"[pipeline] {name}: {'resuming from ' + str(resume) if resume else 'starting'}\n"
+    print(f"[pipeline] {name}: {'resuming from its newest checkpoint' if resume else 'starting'}\n"
           f"[pipeline]   {alone}", flush=True)
     start = time.perf_counter()
     result = subprocess.run(command)

@@ -211,6 +211,8 @@ def test_sigterm_and_sigkill_mid_training_then_resume_give_the_uninterrupted_run
         assert metrics[FINAL[method]] == pytest.approx(expected[FINAL[method]], rel=1e-5, abs=1e-6), name
         # every step's batch, by dataset index, is the uninterrupted run's (steps redone after a kill included)
         assert _ledger(tmp_path / name) == seen, name
+        # and it resumed from a checkpoint (at most the killed step is redone) rather than starting afresh
+        assert sum(1 for _ in open(tmp_path / name / "samples_seen.rank0.jsonl")) <= 13, name
 
 
 def test_resume_exactly_at_an_epoch_boundary(make_cfg):
@@ -264,3 +266,60 @@ def test_sigterm_at_an_epoch_boundary_or_mid_epoch_resumes_exactly(make_cfg, mon
                                                                         "samples_seen.rank0.jsonl")}
     assert again == seen
     assert resumed["test/loss"] == pytest.approx(reference["test/loss"], rel=1e-6)
+
+
+# ---- step checkpoints from the first step, and the fallback past an unreadable checkpoint -------------------------
+def test_step_checkpoints_are_written_before_the_first_validation_and_resume_skips_a_corrupt_last(
+        make_cfg, monkeypatch, caplog):
+    """every_n_train_steps=3 on a run that validates only at its end: a crash at step 7 leaves step 3 and 6 (and
+    last.ckpt = step 6); with last.ckpt corrupted, ckpt_path=auto resumes from step000006.ckpt, says so, and ends
+    where the uninterrupted run ends, with the same batches."""
+    from lightning.pytorch.callbacks import Callback
+
+    import rlhf.train as train_module
+
+    small = ["trainer.max_steps=12", "trainer.val_check_interval=12", "callbacks.sample_ledger=true",
+             "callbacks.checkpoint.every_n_train_steps=3"]
+    reference_cfg = make_cfg(*small, subdir="reference")
+    reference = run(reference_cfg)
+    seen = _ledger(Path(reference_cfg.paths.output_dir))
+
+    class Crash(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.global_step == 7:
+                raise RuntimeError("simulated crash at step 7")
+
+    real = train_module.build_callbacks
+    monkeypatch.setattr(train_module, "build_callbacks", lambda *a, **k: [*real(*a, **k), Crash()])
+    crashed = make_cfg(*small, subdir="crashed")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(crashed)
+    monkeypatch.setattr(train_module, "build_callbacks", real)
+    checkpoints = Path(crashed.paths.output_dir) / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["last.ckpt", "step000003.ckpt", "step000006.ckpt"]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 6
+
+    data = (checkpoints / "last.ckpt").read_bytes()
+    (checkpoints / "last.ckpt").unlink()  # a new file: the hard-linked step000006.ckpt stays intact
+    (checkpoints / "last.ckpt").write_bytes(data[: len(data) // 2])
+    with caplog.at_level("WARNING", logger="rlhf"):
+        resumed = run(make_cfg(*small, "ckpt_path=auto", subdir="crashed"))
+    assert "skipped last.ckpt (not readable" in caplog.text and "resuming from" in caplog.text
+    assert str(checkpoints / "step000006.ckpt") in caplog.text
+    lines = (Path(crashed.paths.output_dir) / "samples_seen.rank0.jsonl").read_text().splitlines()
+    assert len(lines) == 7 + 6  # steps 1-7 before the crash, 7-12 after: resumed at 6, not started afresh
+    assert _ledger(Path(crashed.paths.output_dir)) == seen
+    assert resumed["test/loss"] == pytest.approx(reference["test/loss"], rel=1e-6)
+
+
+def test_resume_reports_every_unreadable_checkpoint_when_none_is_left(tmp_path):
+    from rlhf.utils.run import ResumeError
+
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    for name in ("last.ckpt", "step000004.ckpt", "nonfinite-step000005.ckpt"):
+        (directory / name).write_bytes(b"torn")
+    with pytest.raises(ResumeError, match=r"no readable checkpoint in .*checkpoints: (last.ckpt|step000004.ckpt) "
+                                          r"\(not readable.*; (last.ckpt|step000004.ckpt) \(not readable"):
+        resolve_ckpt_path("auto", tmp_path, tmp_path, None)
+    assert resolve_ckpt_path("auto", tmp_path / "fresh", tmp_path, None) is None  # nothing there: start afresh

@@ -4,6 +4,8 @@
   place: a kill or an error during the write leaves the previous file intact (no half-written ``last.ckpt``).
 - :class:`Preemption` turns SIGTERM (SLURM preemption and time limit, Kubernetes, ``kill``) into a stop at the next
   step boundary with a resumable ``last.ckpt``; ``rlhf-train`` then closes W&B and exits with status 143.
+- :class:`StepCheckpoint` (``callbacks.checkpoint.every_n_train_steps``) writes ``step<N>.ckpt`` and ``last.ckpt``
+  every N optimizer steps from the first, whatever metric is monitored, so it bounds what a kill loses.
 - :class:`NonFiniteGuard` (used by every method's optimizer step) catches a NaN/Inf loss or gradient before the
   optimizer step: ``abort`` (default) saves a checkpoint of the state before the fault and stops with a message
   naming the step and the metric; ``skip`` leaves parameters and optimizer state unchanged, counts the skip
@@ -58,6 +60,51 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.close(fd)
         except OSError:
             pass
+
+
+class StepCheckpoint(Callback):
+    """Every ``every_n`` optimizer steps from the first: ``checkpoints/step<N>.ckpt`` (the newest ``keep`` are kept)
+    and ``last.ckpt`` (a hard link to it where the filesystem allows, else a copy). Unlike Lightning's
+    ``ModelCheckpoint(every_n_train_steps=...)`` it does not wait for the monitored metric to exist, so a run that
+    validates every 1,000 steps still has a resume point every N steps. Written at the end of the step (a restart
+    point Lightning's loops support), on every rank together (the strategy writes on rank 0)."""
+
+    def __init__(self, dirpath: Path, every_n: int, keep: int = 2):
+        self.dirpath = Path(dirpath)
+        self.every_n = int(every_n)
+        self.keep = int(keep)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step == 0 or step % self.every_n or trainer.sanity_checking:
+            return
+        path = self.dirpath / f"step{step:06d}.ckpt"
+        trainer.save_checkpoint(str(path))
+        if not trainer.is_global_zero:
+            return
+        last = self.dirpath / "last.ckpt"
+        tmp = self.dirpath / f".last.ckpt.link-{os.getpid()}"
+        import shutil
+
+        _remove(tmp)
+        try:
+            os.link(path, tmp)
+        except OSError:  # no hard links here, or a sharded checkpoint (a directory): copy it
+            (shutil.copytree if path.is_dir() else shutil.copyfile)(path, tmp)
+        if last.is_dir():
+            _remove(last)
+        os.replace(tmp, last)  # atomic for files: last.ckpt is the old or the new checkpoint, never half of one
+        for old in sorted(self.dirpath.glob("step*.ckpt"))[: -self.keep]:
+            _remove(old)
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class Preemption(Callback):

@@ -84,33 +84,77 @@ def scalar_metrics(values: dict[str, Any]) -> dict[str, float]:
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, method: str | None
                       ) -> Path | None:
-    """``auto``: this run dir's ``last.ckpt`` if there is one, else None (start fresh; for requeued jobs).
-    ``last``: this run dir's ``last.ckpt`` if there is one (a pinned ``hydra.run.dir``), else the newest
-    ``last.ckpt`` of the same method under ``log_dir``. A directory: its ``checkpoints/last.ckpt``. A file: itself."""
+    """``auto``: the newest readable checkpoint of this run dir if there is one, else None (start fresh; for requeued
+    jobs). ``last``: the same for this run dir (a pinned ``hydra.run.dir``), else for the run of the same method
+    under ``log_dir`` whose ``last.ckpt`` is newest. A run directory: its newest readable checkpoint. A file: itself
+    (no fallback: it was asked for by name). A checkpoint that cannot be read (truncated, corrupt) is skipped with a
+    warning naming it and why; see :func:`newest_readable`."""
     if not ckpt_path:
         return None
+    own = output_dir / "checkpoints"
     if ckpt_path == "auto":  # resume this run dir if it has a checkpoint (a requeued job), else start fresh
-        own = output_dir / "checkpoints" / "last.ckpt"
-        return own if own.exists() else None
+        return newest_readable(own, ckpt_path) if resume_points(own) else None
     if ckpt_path == "last":
-        own = output_dir / "checkpoints" / "last.ckpt"
-        if own.exists():
-            return own
+        if resume_points(own):
+            return newest_readable(own, ckpt_path)
         search_root = log_dir / method if method and (log_dir / method).is_dir() else log_dir
         candidates = [p for p in search_root.glob("**/checkpoints/last.ckpt") if output_dir not in p.parents]
         if not candidates:
             raise ResumeError(f"ckpt_path=last: no last.ckpt under {search_root}; train once first, or pass a "
                               f"checkpoint file or run directory as ckpt_path")
-        return max(candidates, key=lambda p: p.stat().st_mtime)
+        return newest_readable(max(candidates, key=lambda p: p.stat().st_mtime).parent, ckpt_path)
     path = Path(ckpt_path).expanduser()
     if path.is_dir():
-        for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
-            if candidate.exists():
-                return candidate
-        raise ResumeError(f"ckpt_path={ckpt_path}: the directory holds no checkpoints/last.ckpt")
+        for directory in (path / "checkpoints", path):
+            if resume_points(directory):
+                return newest_readable(directory, ckpt_path)
+        raise ResumeError(f"ckpt_path={ckpt_path}: the directory holds no checkpoints (checkpoints/*.ckpt)")
     if not path.exists():
         raise ResumeError(f"ckpt_path={ckpt_path}: no such checkpoint file")
     return path
+
+
+def resume_points(directory: Path) -> list[Path]:
+    """Resume points of a checkpoint directory, newest first: ``last.ckpt``, ``step<N>.ckpt`` and the best-k
+    ``best-step<N>.ckpt`` (not ``nonfinite-*``, the state before a fault). Newest = latest modification; on a tie
+    ``last.ckpt`` first (it is a link to the newest step checkpoint)."""
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.glob("*.ckpt") if p.name == "last.ckpt" or p.name.startswith(("step", "best-step"))]
+    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be resumed from (unreadable, not a Lightning checkpoint), or None."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 - any failure to read means the same thing to the user
+        return f"not readable ({type(err).__name__}: {str(err).splitlines()[0][:160]})"
+    if not isinstance(state, dict) or "state_dict" not in state:
+        return "not a Lightning checkpoint (no state_dict)"
+    return None
+
+
+def newest_readable(directory: Path, asked: str) -> Path:
+    """The newest checkpoint of ``directory`` that can be read; the ones skipped are logged with the reason (a
+    truncated ``last.ckpt`` must not stop a requeued job when an older ``step<N>.ckpt`` is intact)."""
+    import logging
+
+    skipped = []
+    for candidate in resume_points(directory):
+        if candidate.is_dir():  # a sharded (DeepSpeed/FSDP) checkpoint directory: the strategy reads it
+            return candidate
+        problem = checkpoint_problem(candidate)
+        if problem is None:
+            if skipped:
+                logging.getLogger("rlhf").warning(
+                    f"ckpt_path={asked}: skipped {'; '.join(skipped)}; resuming from {candidate}")
+            return candidate
+        skipped.append(f"{candidate.name} ({problem})")
+    raise ResumeError(f"ckpt_path={asked}: no readable checkpoint in {directory}: {'; '.join(skipped)}. Start "
+                      f"afresh in another run dir, or move the broken files away")
 
 
 def previous_wandb_id(ckpt: Path | None) -> str | None:
@@ -150,14 +194,13 @@ def check_checkpoint(path: Path, module: Any) -> None:
     checkpoint of another method, or of a model with other shapes (a different model config)."""
     import torch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # noqa: BLE001 - any failure to read means the same thing to the user
-        raise ResumeError(f"ckpt_path={path} is not a readable checkpoint ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0][:200]}); pass a .ckpt written by rlhf-train or its run dir") from err
-    if not isinstance(state, dict) or "state_dict" not in state:
-        raise ResumeError(f"ckpt_path={path} is not a Lightning checkpoint (no state_dict); to start from weights "
-                          f"exported with save_pretrained use model=pretrained model.name_or_path=<export dir>")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        fix = ("to start from weights exported with save_pretrained use model=pretrained "
+               "model.name_or_path=<export dir>" if "Lightning" in problem else
+               "pass a .ckpt written by rlhf-train or its run dir")
+        raise ResumeError(f"ckpt_path={path} is {problem}; {fix}")
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     saved, ours = state.get("rlhf_module"), type(module).__name__
     if saved is not None and saved != ours:
         raise ResumeError(f"ckpt_path={path} was written by method={METHOD_OF_MODULE.get(saved, saved)} ({saved}); "
