@@ -50,6 +50,9 @@ from rlhf.utils.reliability import (  # noqa: E402
 from rlhf.utils.run import (  # noqa: E402
     WANDB_ID_FILE,
     ResumeError,
+    RunDirError,
+    RunDirLock,
+    check_writable,
     check_checkpoint,
     previous_wandb_id,
     resolve_ckpt_path,
@@ -64,7 +67,7 @@ log = logging.getLogger("rlhf")
 # DataModules restore the position in the epoch themselves (TextDataModule.state_dict + ResumableSampler, tested by
 # the per-sample ledger in tests/test_reliability.py), so the warning would only mislead.
 warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
-USER_ERRORS = (ConfigError, DataError, ModelError, ResumeError, NonFiniteError)
+USER_ERRORS = (ConfigError, DataError, ModelError, ResumeError, NonFiniteError, RunDirError)
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 register_configs()
@@ -100,7 +103,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """One training run. Returns its final metrics (also written to ``<run dir>/metrics.json``)."""
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(output_dir, "hydra.run.dir")
+    with RunDirLock(output_dir):  # one live run per run directory
+        return _run(cfg, output_dir)
+
+
+def _run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
     method = _method_name(cfg)
     ckpt = resolve_ckpt_path(cfg.ckpt_path, output_dir, Path(cfg.paths.log_dir), _hydra_choice("method"))

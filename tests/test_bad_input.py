@@ -3,6 +3,9 @@
 key and the fix, or a counted drop. Reader-level cases live in test_data.py, reward-data cases in test_reward.py."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +159,34 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(make_cfg, tmp_path):
 def test_cross_field_checks_run_before_training(make_cfg, overrides, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(make_cfg(*overrides, fast=False))
+
+
+# ---- run directories ----------------------------------------------------------------------------------------------
+def test_a_second_run_in_a_live_run_directory_is_refused_and_a_stale_lock_taken_over(make_cfg, caplog):
+    from rlhf.utils.run import RunDirError, RunDirLock
+
+    cfg = make_cfg(*SHORT)
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True)
+    with RunDirLock(run_dir):  # a live run holds the directory (another open file: flock conflicts as across processes)
+        with pytest.raises(RunDirError, match=rf"{run_dir} is in use by a live run \(pid {os.getpid()} on .*, started"):
+            run(cfg)
+        assert not (run_dir / "checkpoints").exists()  # refused before anything was written
+    (run_dir / ".run.lock").write_text("pid 999999 on node-7, started 2026-11-30 01:00:00\n")  # killed: no flock
+    with caplog.at_level("WARNING", logger="rlhf"):
+        metrics = run(cfg)
+    assert "taking over the lock of a run that is no longer running (pid 999999 on node-7" in caplog.text
+    assert metrics["trainer/global_step"] == 2.0
+    assert (run_dir / ".run.lock").read_text() == ""  # released at the end
+
+
+def test_an_unwritable_run_directory_is_one_line_naming_the_key(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    for command, key in ((["rlhf.train", "logger=csv"], "hydra.run.dir"), (["rlhf.pipeline"], "out_dir")):
+        where = f"{key}={tmp_path / 'a_file' / 'run'}"
+        out = subprocess.run([sys.executable, "-m", *command, where], capture_output=True, text=True, timeout=300,
+                             cwd=tmp_path)
+        assert out.returncode == 1
+        assert f"Error: cannot write the run directory {tmp_path / 'a_file' / 'run'} (Not a directory); set {key}" \
+            in out.stderr
+        assert "Traceback" not in out.stderr

@@ -91,7 +91,7 @@ def test_ddp_gives_the_loss_curve_of_one_process_with_the_global_batch(tmp_path,
     if method == "mlm":  # a checkpoint written under DDP resumes (under DDP) to the same end
         resumed = _train(tmp_path, *settings, *TINY, "strategy=ddp", "trainer.devices=2",
                          "data.loader.batch_size=8", "data.loader.eval_batch_size=8", f"hydra.run.dir={tmp_path}/res",
-                         f"ckpt_path={tmp_path}/two/checkpoints/step000002.ckpt", small=False)
+                         f"ckpt_path={tmp_path}/two/checkpoints/best-step000002.ckpt", small=False)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         end = json.loads((tmp_path / "res" / "metrics.json").read_text())
         assert end["test/loss"] == pytest.approx(json.loads((tmp_path / "two" / "metrics.json").read_text())["test/loss"],

@@ -218,3 +218,115 @@ def check_checkpoint(path: Path, module: Any) -> None:
     if missing:
         raise ResumeError(f"ckpt_path={path} lacks {len(missing)} of this run's parameters (e.g. {missing[0]}): it "
                           f"was written with another model or objective; resume with the config that wrote it")
+
+
+# ---- one live run per run directory --------------------------------------------------------------------------------
+LOCK_FILE = ".run.lock"
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be used: another live run holds it, or it cannot be written."""
+
+
+def _launch_rank() -> int:
+    """This process's global rank as the launcher set it (0 before any launcher: a plain ``rlhf-train``). Lightning's
+    DDP workers, torchrun and srun set these before the entry point runs; ``NODE_RANK`` covers Lightning's own
+    multi-node launch, where every node starts with local rank 0."""
+    for name in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    local, node = os.environ.get("LOCAL_RANK", "0"), os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0"))
+    return int(local or 0) + int(node or 0) * 1_000_000 if local.isdigit() and node.isdigit() else 0
+
+
+class RunDirLock:
+    """An exclusive lock on ``<run dir>/.run.lock`` for the life of a run (rank 0 only), holding its pid, host and
+    start time. A second run in the same directory (the same ``hydra.run.dir``, two requeues racing) is refused with
+    the holder named. The lock is an ``flock`` on the open file, so the kernel drops it when its process dies, even
+    by SIGKILL: a lock file left by a dead run is taken over with a message. (On network filesystems ``flock`` is
+    emulated with byte-range locks, which NFS v4 and Lustre honour across hosts.)"""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_FILE
+        self.handle = None
+
+    def __enter__(self) -> RunDirLock:
+        import fcntl
+        import logging
+        import socket
+        import time
+
+        if _launch_rank() != 0:
+            return self
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunDirError(f"{self.path.parent} is in use by a live run ({holder}); two runs in one run directory "
+                              f"would mix their checkpoints and configs. Wait for it, stop it, or pick another "
+                              f"hydra.run.dir") from None
+        handle.seek(0)
+        previous = handle.read().strip()
+        if previous:
+            logging.getLogger("rlhf").warning(f"{self.path}: taking over the lock of a run that is no longer "
+                                              f"running ({previous})")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:  # emptied, not removed: removing it would let a racing run lock another inode
+            self.handle.seek(0)
+            self.handle.truncate()
+            self.handle.flush()
+            self.handle.close()
+            self.handle = None
+
+
+def check_writable(directory: Path, key: str) -> None:
+    """Create ``directory`` and write a probe file in it, or a RunDirError naming the key to change."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-probe-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise RunDirError(f"cannot write the run directory {directory} ({err.strerror or err}); set {key} to a "
+                          f"writable directory (or fix its permissions)") from None
+
+
+try:
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover - hydra is a dependency; keep this module importable without it
+    _HydraCallback = object
+
+
+class RunDirCheck(_HydraCallback):
+    """Hydra callback (``conf/hydra/default.yaml``): before Hydra creates the run (or sweep) directory and writes its
+    config there, make sure it can be written, so an unwritable path is one line naming ``hydra.run.dir`` instead of
+    Hydra's ``OSError`` stack. ``run_key``: the key a user sets to move it (``out_dir`` for ``rlhf-pipeline``)."""
+
+    def __init__(self, run_key: str = "hydra.run.dir"):
+        self.run_key = run_key
+
+    def on_run_start(self, config, **kwargs) -> None:
+        self._check(config.hydra.run.dir, self.run_key)
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(directory: str, key: str) -> None:
+        import sys
+
+        try:
+            check_writable(Path(str(directory)), key)
+        except RunDirError as err:
+            print(f"Error: {err}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
