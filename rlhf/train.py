@@ -32,6 +32,7 @@ from rlhf.config import ConfigError, key_hints, register_configs, register_resol
 from rlhf.data.readers import DataError  # noqa: E402
 from rlhf.data.tokenizer import save_tokenizer  # noqa: E402
 from rlhf.models.backbones import ModelError  # noqa: E402
+from rlhf.scoring.base import ScorerError  # noqa: E402
 from rlhf.utils.builders import (  # noqa: E402
     build_callbacks,
     build_loggers,
@@ -67,7 +68,7 @@ log = logging.getLogger("rlhf")
 # DataModules restore the position in the epoch themselves (TextDataModule.state_dict + ResumableSampler, tested by
 # the per-sample ledger in tests/test_reliability.py), so the warning would only mislead.
 warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
-USER_ERRORS = (ConfigError, DataError, ModelError, ResumeError, NonFiniteError, RunDirError)
+USER_ERRORS = (ConfigError, DataError, ModelError, ResumeError, NonFiniteError, RunDirError, ScorerError)
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 register_configs()

@@ -128,3 +128,37 @@ def test_an_empty_split_names_the_file_and_the_fix(make_cfg, tmp_path):
     with pytest.raises(DataError, match=r"split of the pairs data is empty after validation: .*prefs.jsonl.*"
                                         r"data.split.(val|test)_fraction"):
         run(cfg)
+
+
+# ---- scorers a user plugs in: checked at the boundary ---------------------------------------------------------------
+@pytest.mark.parametrize(("target", "message"), [
+    ("tests.scorers_for_tests.raises", r"scorer method.reward \(kind=callable, tests.scorers_for_tests.raises\): "
+                                       r"raises raised KeyError: 'sentiment' on the text 'a b c' "
+                                       r"\(PPO train at step 3\)"),
+    ("tests.scorers_for_tests.nan_for_long", r"returned nan for text 0 \('a b c', prompt 'p0'\) \(PPO train at step 3\); "
+                                             r"1 of 2 values are not finite"),
+    ("tests.scorers_for_tests.ReturnsText", r"returned str, not a tensor or list of numbers \(PPO train at step 3\)"),
+    ("tests.scorers_for_tests.ReturnsTooFew", r"returned 1 values \(shape \(1,\)\) for 2 texts \(PPO train at step 3\)"),
+])
+def test_a_misbehaving_scorer_is_named_with_the_step_and_the_text(target, message):
+    from rlhf.scoring.base import ScorerError
+    from rlhf.scoring.build import build_scorer
+
+    scorer = build_scorer({"kind": "callable", "target": target, "completion_only": True})
+    with pytest.raises(ScorerError, match=message):
+        scorer.score(["p0", "p1"], ["a b c", "x"], where="PPO train at step 3")
+    listed = build_scorer({"kind": "callable", "target": "tests.scorers_for_tests.ReturnsList"})
+    assert listed.score(["", ""], ["ab", "abc"]).tolist() == [2.0, 3.0]  # a list of numbers is fine
+
+
+def test_ppo_with_a_reward_that_returns_nan_stops_at_the_scorer_not_at_a_gradient(make_cfg):
+    from rlhf.scoring.base import ScorerError
+
+    cfg = make_cfg("experiment=ppo_tiny", "method.reward.kind=callable",
+                   "method.reward.target=tests.scorers_for_tests.nan_for_long", "data.source.max_documents=40",
+                   "data.loader.batch_size=4", "method.max_new_tokens=6", "method.num_minibatches=2",
+                   "trainer.max_steps=2", "trainer.val_check_interval=2", "logger=csv", "callbacks.progress_bar=none",
+                   fast=False)
+    with pytest.raises(ScorerError, match=r"scorer method.reward \(kind=callable, tests.scorers_for_tests.nan_for_long\)"
+                                          r" returned nan for text .* \(PPO (train|val) at step 0\)"):
+        run(cfg)

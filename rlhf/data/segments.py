@@ -61,7 +61,8 @@ def score_segments(segments: Sequence[str], scorer: Any, spec: dict, cache_dir: 
     values = []
     for start in range(0, len(segments), batch_size):
         chunk = list(segments[start:start + batch_size])
-        values.append(scorer.score([""] * len(chunk), chunk).float().cpu())
+        where = f"scoring segments {start + 1}-{start + len(chunk)} of {len(segments)}"
+        values.append(scorer.score([""] * len(chunk), chunk, where=where).float().cpu())
     scores = torch.cat(values) if values else torch.zeros(0)
     bad = (~torch.isfinite(scores)).nonzero()
     if len(bad):

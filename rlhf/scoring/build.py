@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rlhf.config import ConfigError
-from rlhf.scoring.base import CallableScorer, Scorer, WeightedSum
+from rlhf.scoring.base import CallableScorer, CheckedScorer, Scorer, WeightedSum
 
 
 def _import(target: str, key: str) -> Any:
@@ -19,11 +19,18 @@ def _import(target: str, key: str) -> Any:
         raise ConfigError(f"{key}={target!r} cannot be imported ({err}); give 'package.module.function'") from err
 
 
-def build_scorer(spec: Mapping | None, key: str = "method.reward", device: str = "cpu") -> Scorer | None:
+def build_scorer(spec: Mapping | None, key: str = "method.reward", device: str = "cpu") -> CheckedScorer | None:
     """``spec`` is a plain dict with ``kind``: gold (``name``), reward_model (``path``, ``normalize``), callable
-    (``target``, ``completion_only``) or weighted_sum (``components``: a list of specs with a ``weight`` each)."""
+    (``target``, ``completion_only``) or weighted_sum (``components``: a list of specs with a ``weight`` each). The
+    scorer comes wrapped in :class:`CheckedScorer`: its output is checked (type, length, finiteness) at every call."""
     if spec is None or spec.get("kind") in (None, "none"):
         return None
+    scorer = _build(spec, key, device)
+    detail = spec.get("name") if spec["kind"] == "gold" else spec.get("target") or spec.get("path")
+    return CheckedScorer(scorer, f"{key} (kind={spec['kind']}{', ' + str(detail) if detail else ''})")
+
+
+def _build(spec: Mapping, key: str, device: str) -> Scorer:
     kind = spec["kind"]
     if kind == "gold":
         from rlhf.scoring.gold import gold_scorer

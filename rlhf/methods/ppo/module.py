@@ -184,9 +184,11 @@ class PPOModule(TrainableModule):
 
         t = time.perf_counter()
         texts = self._decode(responses, mask)
-        scores = self.scorer.score(prompts, texts).to(self.device, torch.float32)
+        where = f"PPO {key_tag[0] if key_tag else 'rollout'} at step {self.global_step}"
+        scores = self.scorer.score(prompts, texts, where=where).to(self.device, torch.float32)
         has_eos = (responses == tok.eos_token_id).any(-1)
-        gold = self.gold_scorer.score(prompts, texts).to(self.device) if self.gold_scorer is not None else None
+        gold = self.gold_scorer.score(prompts, texts, where=where).to(self.device) \
+            if self.gold_scorer is not None else None
         times["score"] = time.perf_counter() - t
 
         t = time.perf_counter()

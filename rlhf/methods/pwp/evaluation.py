@@ -99,7 +99,7 @@ class GenerateAndScore(pl.Callback):
             if not prompts:
                 continue
             texts, tokens = self.generate(module, prompts, generator)
-            scores = self.scorer.score(prompts, texts).float()
+            scores = self.scorer.score(prompts, texts, where=f"PWP {stage} samples at step {trainer.global_step}")
             misalignment = scores if self.sense == "misalignment" else -scores
             misaligned = scores > self.threshold if self.sense == "misalignment" else scores < self.threshold
             prefix = f"{stage}/{name}"
