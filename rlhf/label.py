@@ -63,11 +63,30 @@ def _repair_tail(path: Path) -> bool:
     return True
 
 
-def _append(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
+class OutputError(OSError):
+    """An answers file that cannot be opened or written: the message names it; the answer in hand is not saved."""
+
+
+def _open_for_answers(path: Path):
+    """Open (create) an answers file for appending before the first question, so an unwritable path is reported
+    before anyone spends time labelling."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a", encoding="utf-8")
+    except OSError as err:
+        raise OutputError(f"cannot write {path} ({err.strerror or err}); choose another --output") from None
+
+
+def _append(handle, record: dict) -> None:
+    """One answer, flushed and fsynced before the next question is shown."""
+    try:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+    except OSError as err:
+        raise OutputError(f"could not save the last answer to {handle.name} ({err.strerror or err}); it is not saved. "
+                          f"Every earlier answer is. Fix the problem (disk space?) and run the same command to "
+                          f"continue") from None
 
 
 class Labeller:
@@ -100,6 +119,14 @@ class Labeller:
             if _repair_tail(path):
                 self.say(f"(removed an incomplete last line from {path}: a crash during a write; that item is "
                          f"asked again)")
+        handles = {"output": _open_for_answers(self.output), "skipped": _open_for_answers(self.skipped_path)}
+        try:
+            return self._session(handles)
+        finally:
+            for handle in handles.values():
+                handle.close()
+
+    def _session(self, handles: dict) -> dict[str, int]:
         done = _answered(self.output) | _answered(self.skipped_path)
         todo = [(i, r) for i, r in self.items if i not in done]
         counts = {"answered": 0, "skipped": 0, "remaining": len(todo), "total": len(self.items)}
@@ -119,14 +146,14 @@ class Labeller:
                 break
             base = {"id": identifier, "labeler": self.labeler, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
             if answer == "s":
-                _append(self.skipped_path, base)
+                _append(handles["skipped"], base)
                 counts["skipped"] += 1
             elif self.mode == "pairs":
                 chosen, rejected = (first, second) if answer == "1" else (second, first)
-                _append(self.output, {"prompt": record["prompt"], "chosen": chosen, "rejected": rejected, **base})
+                _append(handles["output"], {"prompt": record["prompt"], "chosen": chosen, "rejected": rejected, **base})
                 counts["answered"] += 1
             else:
-                _append(self.output, {"prompt": record["prompt"], "response": record["response"],
+                _append(handles["output"], {"prompt": record["prompt"], "response": record["response"],
                                       "rating": float(answer), **base})
                 counts["answered"] += 1
             counts["remaining"] -= 1
@@ -156,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         labeler = "unknown"
     try:
         Labeller(args.mode, args.input, args.output, labeler, args.seed).run()
-    except DataError as err:
+    except (DataError, OutputError) as err:
         print(f"Error: {err}", file=sys.stderr)
         raise SystemExit(1) from err
     except KeyboardInterrupt:

@@ -80,3 +80,42 @@ def test_a_kill_after_an_answer_loses_nothing_and_a_torn_line_is_asked_again(tmp
     assert "1 of 4 already done" in again.stdout and "removed an incomplete last line" in again.stdout
     records = [json.loads(line) for line in output.read_text().splitlines()]  # valid JSONL again
     assert [r["prompt"] for r in records] == ["headline 0", "headline 1"]
+
+
+def test_an_unwritable_output_is_reported_before_the_first_question(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    source = tmp_path / "items.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in ITEMS))
+    out = subprocess.run([sys.executable, "-m", "rlhf.label", "--input", str(source), "--output",
+                          str(tmp_path / "a_file" / "out.jsonl")], input="1\n", capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1
+    assert f"Error: cannot write {tmp_path / 'a_file' / 'out.jsonl'} (" in out.stderr
+    assert "); choose another --output" in out.stderr
+    assert "PROMPT" not in out.stdout and "Traceback" not in out.stderr
+
+
+def test_a_failed_write_says_which_answer_is_lost_and_keeps_the_earlier_ones(tmp_path, monkeypatch):
+    import io
+
+    import pytest
+
+    from rlhf import label
+
+    source = tmp_path / "items.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in ITEMS))
+    labeller = label.Labeller("pairs", source, tmp_path / "out.jsonl", "tester", stdin=io.StringIO("1\n2\n"),
+                              stdout=io.StringIO())
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(label.os, "fsync", fsync)
+    with pytest.raises(label.OutputError, match=r"could not save the last answer to .*out.jsonl \(No space left on "
+                                                r"device\); it is not saved. Every earlier answer is"):
+        labeller.run()
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) >= 1
