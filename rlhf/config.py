@@ -12,10 +12,14 @@ import difflib
 import math
 from dataclasses import MISSING as DC_MISSING
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config tree (conf/ beside the package)
 
 
 class ConfigError(ValueError):
@@ -789,6 +793,51 @@ def _missing_plugin_hint(group: str) -> str | None:
     return f"{group}= needs a Hydra plugin that is not installed: pip install -e \".[sweeps]\""
 
 
+def _defaults_list(path: Path) -> list:
+    import yaml
+
+    try:
+        return list((yaml.safe_load(path.read_text()) or {}).get("defaults") or [])
+    except (OSError, yaml.YAMLError):
+        return []
+
+
+def _choice(defaults: list, key: str) -> str | None:
+    for entry in defaults:
+        if isinstance(entry, dict) and key in entry:
+            return str(entry[key])
+    return None
+
+
+def selected_schema(group: str, overrides: list[str]) -> type | None:
+    """The schema of the ``group`` option a command line selects (``group=x``, else through ``experiment=y``, else the
+    default of ``conf/train.yaml``), found by following the option's defaults list to its ``/schema/<group>/<name>``;
+    None when it cannot be told."""
+    choice = experiment = None
+    for override in overrides:
+        key, _, value = override.partition("=")
+        key = key.lstrip("+~")
+        if key == group:
+            choice = value
+        elif key == "experiment":
+            experiment = value
+    if choice is None and experiment:
+        choice = _choice(_defaults_list(CONFIG_DIR / "experiment" / f"{experiment}.yaml"), f"override /{group}")
+    if choice is None:
+        choice = _choice(_defaults_list(CONFIG_DIR / "train.yaml"), group)
+    seen = set()
+    while choice and choice not in seen:
+        seen.add(choice)
+        follow = None
+        for entry in _defaults_list(CONFIG_DIR / group / f"{choice}.yaml"):
+            if isinstance(entry, str) and entry.startswith(f"/schema/{group}/"):
+                return SCHEMAS[group].get(entry.split("/")[3].split("@")[0])
+            if isinstance(entry, str) and entry != "_self_" and not entry.startswith("/"):
+                follow = entry  # another option of the same group (e.g. feedback_file -> feedback_simulated)
+        choice = follow
+    return None
+
+
 def key_hints(overrides: list[str]) -> list[str]:
     """'Did you mean' hints for command-line overrides whose key is in no schema (shown after Hydra's error)."""
     hints = []
@@ -808,7 +857,8 @@ def key_hints(overrides: list[str]) -> list[str]:
             continue
         if len(parts) == 1 or parts[0] not in SCHEMAS:
             continue
-        schemas = list(SCHEMAS[parts[0]].values())  # every option of the group: a key valid in any is known
+        selected = selected_schema(parts[0], overrides)  # the option this command selects, else every option's keys
+        schemas = [selected] if selected is not None else list(SCHEMAS[parts[0]].values())
         path = parts[0]
         for part in parts[1:]:
             options = _union_fields(schemas)

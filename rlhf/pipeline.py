@@ -28,10 +28,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from rlhf.train import CONFIG_DIR
+from rlhf.config import CONFIG_DIR, register_configs, register_resolvers
 from rlhf.utils.run import resume_points, write_json
 
 DONE = "stage_done.json"
+register_configs()  # the stages' schemas, for check_stages
+register_resolvers()
 
 
 class PipelineError(RuntimeError):
@@ -85,6 +87,37 @@ def plan(cfg: DictConfig, routed: dict[str, list[str]] | None = None) -> list[di
     return steps
 
 
+def check_stages(steps: list[dict[str, Any]]) -> None:
+    """Compose and validate every stage's ``rlhf-train`` config before the first stage runs, so a typo in a late stage
+    (``ppo:method.kl_coeff=0.1``) is reported in seconds, not after the earlier stages have trained."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from rlhf.config import key_hints, validate_config
+
+    def compose(overrides: list[str]) -> DictConfig:
+        return GlobalHydra.instance().hydra.compose_config("train", overrides, run_mode=RunMode.RUN,
+                                                           with_log_configuration=False)
+
+    problems = []
+    for step in steps:
+        overrides = [*step["overrides"], f"hydra.run.dir={step['dir']}"]
+        try:
+            if GlobalHydra.instance().is_initialized():
+                cfg = compose(overrides)
+            else:
+                with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+                    cfg = compose(overrides)
+            validate_config(cfg)
+        except Exception as err:  # Hydra's composition errors and our ConfigError alike
+            hints = "".join(f"\n      Hint: {hint}" for hint in key_hints(step["overrides"]))
+            message = str(err).strip().split("\nTo append to your config")[0]  # Hydra's '+key' advice: not for a schema
+            problems.append(f"stage {step['name']}: {message}{hints}")
+    if problems:
+        raise PipelineError("a stage's config is invalid (nothing was run):\n  - " + "\n  - ".join(problems))
+
+
 def stage_command(step: dict[str, Any], resume: bool) -> list[str]:
     """The stage's ``rlhf-train`` command; ``resume``: continue from the newest readable checkpoint of its run dir."""
     command = [sys.executable, "-m", "rlhf.train", *step["overrides"], f"hydra.run.dir={step['dir']}"]
@@ -126,6 +159,7 @@ def _headline(directory: Path) -> tuple[str | None, float | None]:
 
 def run_pipeline(cfg: DictConfig, routed: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
     steps = plan(cfg, routed)
+    check_stages(steps)
     rerun = set(cfg.rerun or [])
     done: dict[str, dict] = {}  # stage -> its completion marker
     rows: list[dict[str, Any]] = []

@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
 from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from rlhf.config import ConfigError, key_hints, register_configs, register_resolvers, resolved_config, validate_config  # noqa: E402
+from rlhf.config import CONFIG_DIR, ConfigError, key_hints, register_configs, register_resolvers, resolved_config, validate_config  # noqa: E402
 from rlhf.data.readers import DataError  # noqa: E402
 from rlhf.data.tokenizer import save_tokenizer  # noqa: E402
 from rlhf.models.backbones import ModelError  # noqa: E402
@@ -69,7 +69,6 @@ log = logging.getLogger("rlhf")
 # the per-sample ledger in tests/test_reliability.py), so the warning would only mislead.
 warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
 USER_ERRORS = (ConfigError, DataError, ModelError, ResumeError, NonFiniteError, RunDirError, ScorerError)
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 register_configs()
 register_resolvers()

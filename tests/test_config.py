@@ -91,11 +91,33 @@ def test_added_unknown_key_fails_with_suggestion(make_cfg):
         validate_config(cfg)
 
 
-def test_key_hints_know_keys_of_every_option_of_a_group():
-    # data.source differs between the MLM and the reward data options: a key of either one is not a typo
-    assert key_hints(["data.source.max_documents=3", "data.source.pairs_per_article=4"]) == []
+def test_key_hints_know_the_keys_of_the_selected_option_only():
+    # data.source differs between the MLM and the reward data options: the hint follows the option the command
+    # selects (directly, through experiment=, or the default), not the union of every option's keys
+    assert key_hints(["experiment=reward_tiny", "data.source.pairs_per_article=4"]) == []
+    assert key_hints(["data=feedback_file", "data.source.pairs_per_article=4"]) == []  # follows feedback_simulated
+    [hint] = key_hints(["data.source.pairs_per_article=4"])  # the default data (MLM corpus) has no such key
+    assert "Keys of data.source:" in hint and "max_documents" in hint and "temperature" not in hint
     [hint] = key_hints(["data.source.max_documentz=3"])
     assert hint.startswith("'data.source.max_documentz' is not a known key. Did you mean: max_documents?")
+    # method.* lists the keys of the selected method, not PPO's and PWP's keys for an MLM run
+    [hint] = key_hints(["method.kl_coef=0.1"])
+    assert "Keys of method: _target_, betas, eps, lr," in hint and "kl_coef" not in hint.split("Keys of")[1]
+    [hint] = key_hints(["experiment=ppo_tiny", "method.kl_coeff=0.1"])
+    assert "Did you mean: kl_coef" in hint and "unlikelihood_alpha" not in hint
+
+
+def test_the_pipeline_validates_every_stage_before_the_first_runs(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "rlhf.pipeline", f"out_dir={tmp_path / 'out'}",
+                          "ppo:method.kl_coeff=0.1"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 1
+    assert "a stage's config is invalid (nothing was run)" in out.stderr
+    assert "stage ppo: Could not override 'method.kl_coeff'" in out.stderr and "Did you mean: kl_coef" in out.stderr
+    assert "To append" not in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "out" / "mlm").exists()  # no stage started
 
 
 def test_wrong_type_fails_at_composition_naming_the_key(make_cfg):
