@@ -48,7 +48,7 @@ def test_a_process_killed_while_writing_never_leaves_a_broken_checkpoint(tmp_pat
         print("ready", flush=True)
         while True:
             step += 1
-            io.save_checkpoint({{"global_step": step, "w": torch.full((4_000_000,), float(step))}},
+            io.save_checkpoint({{"global_step": step, "state_dict": {{}}, "w": torch.full((4_000_000,), float(step))}},
                                "{tmp_path}/checkpoints/last.ckpt")
     """)
     for delay in (0.4, 0.9, 1.3):
@@ -323,3 +323,35 @@ def test_resume_reports_every_unreadable_checkpoint_when_none_is_left(tmp_path):
                                           r"\(not readable.*; (last.ckpt|step000004.ckpt) \(not readable"):
         resolve_ckpt_path("auto", tmp_path, tmp_path, None)
     assert resolve_ckpt_path("auto", tmp_path / "fresh", tmp_path, None) is None  # nothing there: start afresh
+
+
+def test_a_resume_after_sigterm_validates_on_the_uninterrupted_schedule(make_cfg, monkeypatch):
+    """SIGTERM at step 27 of a 30-step run validating every 10: train and test metrics matched after resume, but the
+    final val/loss did not (Lightning's counters said the step about to start was 'ready', so the resumed run
+    validated after step 29 instead of 30). Every metric now matches, and validation is logged at the same steps."""
+    import csv
+
+    from lightning.pytorch.callbacks import Callback
+
+    import rlhf.train as train_module
+    from rlhf.utils.reliability import Preempted
+
+    small = ["trainer.max_steps=30", "trainer.val_check_interval=10"]
+    reference = run(make_cfg(*small, subdir="reference"))
+
+    class Signal(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.global_step == 27:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    real = train_module.build_callbacks
+    monkeypatch.setattr(train_module, "build_callbacks", lambda *a, **k: [*real(*a, **k), Signal()])
+    stopped = make_cfg(*small, subdir="stopped")
+    with pytest.raises(Preempted, match="at step 27"):
+        run(stopped)
+    monkeypatch.setattr(train_module, "build_callbacks", real)
+    resumed = run(make_cfg(*small, "ckpt_path=auto", subdir="stopped"))
+    for key in ("val/loss", "val/perplexity", "val/masked_accuracy", "test/loss", "trainer/global_step"):
+        assert resumed[key] == pytest.approx(reference[key], rel=1e-6), key
+    rows = csv.DictReader(open(Path(stopped.paths.output_dir) / "csv" / "version_1" / "metrics.csv"))
+    assert [int(r["step"]) for r in rows if r.get("val/loss")] == [29]  # the step the uninterrupted run logs it at

@@ -158,6 +158,13 @@ class Preemption(Callback):
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
             return
         self.step = trainer.global_step
+        # The step that was about to start (its batch counted as 'ready') is not in this checkpoint: make the counters
+        # say so, as a checkpoint written at the end of the previous step does. Left at ready = completed + 1, Lightning
+        # resumes with its validation schedule (and logging step) one batch early: a run validating every 100 steps
+        # validated at step 299 instead of 300 after a stop at 273, so its final val/loss was of other weights.
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        progress.total.ready = progress.total.completed
+        progress.current.ready = progress.current.completed
         path = self.checkpoint_dir / "last.ckpt"
         trainer.save_checkpoint(str(path))
         self.saved = path
