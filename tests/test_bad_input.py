@@ -190,3 +190,38 @@ def test_an_unwritable_run_directory_is_one_line_naming_the_key(tmp_path):
         assert f"Error: cannot write the run directory {tmp_path / 'a_file' / 'run'} (Not a directory); set {key}" \
             in out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_a_masked_lm_export_given_as_a_ppo_policy_is_named_as_such(make_cfg, mlm_run):
+    cfg = make_cfg("experiment=ppo_tiny", "model=pretrained", f"model.name_or_path={mlm_run}/export", *SHORT,
+                   fast=False)
+    with pytest.raises(ModelError, match=r"export' is a masked LM \(RoFormerForMaskedLM\); PPO and PWP need a causal "
+                                         r"LM"):
+        run(cfg)
+
+
+def test_a_missing_local_model_directory_says_no_such_directory(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("./models/nope", f"{tmp_path}/a/b/c"):
+        cfg = make_cfg("model=pretrained", f"model.name_or_path={name}", *SHORT, fast=False)
+        with pytest.raises(USER_ERRORS, match=r"name_or_path='.*': no such directory \(.*; relative paths are taken "
+                                              r"from .*\)\. Pass a directory written by save_pretrained"):
+            run(cfg)
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_a_file_with_a_utf8_byte_order_mark_trains(make_cfg, tmp_path, suffix):
+    """Excel and Windows editors write a BOM: it was refused in jsonl and glued to the first CSV column's name."""
+    rows = [{"prompt": f"p{i}", "chosen": f"a fine and lovely answer {i}", "rejected": f"a grim answer {i}"}
+            for i in range(60)]
+    if suffix == "jsonl":
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+    else:
+        text = "prompt,chosen,rejected\n" + "".join(f"{r['prompt']},{r['chosen']},{r['rejected']}\n" for r in rows)
+    path = tmp_path / f"prefs.{suffix}"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    metrics = run(make_cfg("experiment=reward_tiny", "data=feedback_file", f"data.source.path={path}",
+                           "data.split.val_fraction=0.2", "data.split.test_fraction=0.2", "model.hidden_size=32",
+                           "model.num_layers=1", "model.intermediate_size=64", "model.tokenizer.vocab_size=256",
+                           "data.loader.batch_size=8", *SHORT, fast=False))
+    assert metrics["data/kept"] == 60.0 and "test/accuracy" in metrics

@@ -72,7 +72,7 @@ def read_records(path: str | Path, fmt: str = "auto", text_column: str = "text")
         yield from _read_parquet(path)
         return
     try:
-        with open(path, encoding="utf-8", newline="" if fmt == "csv" else None) as handle:
+        with open(path, encoding="utf-8-sig", newline="" if fmt == "csv" else None) as handle:  # a BOM is not text
             if fmt == "jsonl":
                 yield from _read_jsonl(path, handle)
             elif fmt == "csv":

@@ -18,7 +18,7 @@ from typing import Any
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from rlhf.data.readers import DataError
-from rlhf.utils.fields import get_field
+from rlhf.utils.fields import get_field, missing_local_dir
 
 BERT_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
                  "mask_token": "[MASK]"}
@@ -117,6 +117,9 @@ def build_tokenizer(spec: Any, texts: Sequence[str] | None, cache_dir: str | os.
     kind = get_field(spec, "kind", "train")
     if kind == "pretrained":
         name = get_field(spec, "name_or_path")
+        missing = missing_local_dir(name, "model.tokenizer.name_or_path")
+        if missing:
+            raise DataError(missing)
         try:
             return AutoTokenizer.from_pretrained(name)
         except Exception as err:

@@ -15,7 +15,7 @@ from transformers import (
     RoFormerForSequenceClassification,
 )
 
-from rlhf.utils.fields import get_field
+from rlhf.utils.fields import get_field, missing_local_dir
 
 
 class ModelError(ValueError):
@@ -44,6 +44,9 @@ def encoder_config(cfg: Any, tokenizer, **extra):
 
 
 def _from_pretrained(auto_class, name: str, random_init: bool = False, **kwargs) -> PreTrainedModel:
+    missing = missing_local_dir(name, "model.name_or_path")
+    if missing:
+        raise ModelError(missing)
     try:
         if random_init:
             from transformers import AutoConfig

@@ -13,7 +13,31 @@ from transformers import AutoModel, AutoModelForCausalLM, GPT2LMHeadModel, PreTr
 
 from rlhf.models.backbones import ModelError, _from_pretrained, check_vocab
 from rlhf.models.reward import gpt2_config
-from rlhf.utils.fields import get_field
+from rlhf.utils.fields import get_field, missing_local_dir
+
+
+CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # GPT2LMHeadModel, LlamaForCausalLM, GPTNeoXForCausalLM, ...
+
+
+def check_causal(name: str) -> None:
+    """Refuse, before anything else about it is checked, a pretrained model whose saved architecture is not a causal
+    LM (e.g. this project's masked-LM or reward-model export given as a policy)."""
+    from transformers import AutoConfig
+
+    missing = missing_local_dir(name, "model.name_or_path")
+    if missing:
+        raise ModelError(missing)
+    try:
+        architectures = AutoConfig.from_pretrained(name).architectures or []
+    except Exception:  # noqa: BLE001 - unreadable configs are reported by the model load itself
+        return
+    if architectures and not any(a.endswith(CAUSAL_SUFFIXES) for a in architectures):
+        kind = "a masked LM" if any("MaskedLM" in a for a in architectures) else \
+            "a sequence classifier (a reward model?)" if any("SequenceClassification" in a for a in architectures) \
+            else "not a causal LM"
+        raise ModelError(f"model.name_or_path={name!r} is {kind} ({', '.join(architectures)}); PPO and PWP need a "
+                         f"causal LM (GPT-2-like) that generates text: model=tiny_gpt2, the export of an "
+                         f"experiment=lm_tiny or pwp run, or a hub causal LM")
 
 
 def build_causal_lm(cfg: Any, tokenizer, new_tokens: list[str] | None = None,
@@ -24,6 +48,8 @@ def build_causal_lm(cfg: Any, tokenizer, new_tokens: list[str] | None = None,
     mean of the other rows plus N(0, new_token_noise^2) noise (0.01 in Korbak et al.), so they are not over-sampled before training (Korbak et al.);
     a pretrained model's embeddings are resized for them first.
     """
+    if get_field(cfg, "source") == "pretrained":
+        check_causal(get_field(cfg, "name_or_path"))
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ModelError("the policy's tokenizer needs a pad token distinct from EOS (padding would otherwise hide "
                          "real EOS tokens and shift where rewards and values are read); add one, e.g. "
