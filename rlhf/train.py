@@ -28,7 +28,15 @@ from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
 from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from rlhf.config import CONFIG_DIR, ConfigError, key_hints, register_configs, register_resolvers, resolved_config, validate_config  # noqa: E402
+from rlhf.config import (  # noqa: E402
+    CONFIG_DIR,
+    ConfigError,
+    key_hints,
+    register_configs,
+    register_resolvers,
+    resolved_config,
+    validate_config,
+)
 from rlhf.data.readers import DataError  # noqa: E402
 from rlhf.data.tokenizer import save_tokenizer  # noqa: E402
 from rlhf.models.backbones import ModelError  # noqa: E402
@@ -53,8 +61,8 @@ from rlhf.utils.run import (  # noqa: E402
     ResumeError,
     RunDirError,
     RunDirLock,
-    check_writable,
     check_checkpoint,
+    check_writable,
     previous_wandb_id,
     resolve_ckpt_path,
     run_metadata,

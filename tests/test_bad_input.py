@@ -225,3 +225,38 @@ def test_a_file_with_a_utf8_byte_order_mark_trains(make_cfg, tmp_path, suffix):
                            "model.num_layers=1", "model.intermediate_size=64", "model.tokenizer.vocab_size=256",
                            "data.loader.batch_size=8", *SHORT, fast=False))
     assert metrics["data/kept"] == 60.0 and "test/accuracy" in metrics
+
+
+# ---- the same mistakes through the commands a user types ------------------------------------------------------------
+CLI_CASES = {  # name: (command after `python -m`, text the one error line must contain)
+    "typo in a key": (["rlhf.train", "trainer.max_step=5"], "Did you mean: max_steps"),
+    "value out of range": (["rlhf.train", "data.mask_prob=1.5"], "data.mask_prob=1.5 must be > 0.0 and <= 1.0"),
+    "missing corpus": (["rlhf.train", "data=text_file_mlm", "data.source.path=nope.jsonl"], "nope.jsonl: file not found"),
+    "pairs file with a missing field": (["rlhf.train", "experiment=reward_tiny", "data=feedback_file",
+                                         "data.source.path=bad_pairs.jsonl"], "bad_pairs.jsonl, row 2: missing field"),
+    "rating off the scale": (["rlhf.train", "experiment=reward_tiny", "method.objective=rating", "data=feedback_file",
+                              "data.source.path=ratings.jsonl", "data.rating_range=[1,3]"],
+                             "ratings.jsonl, row 1: rating 9 is outside data.rating_range"),
+    "missing model directory": (["rlhf.train", "model=pretrained", "model.name_or_path=./no/such/model"],
+                                "no such directory"),
+    "resume from a non-checkpoint": (["rlhf.train", "ckpt_path=junk.ckpt"], "junk.ckpt is not readable"),
+    "late pipeline stage typo": (["rlhf.pipeline", "out_dir=pipe", "ppo:method.kl_coeff=0.1"], "Did you mean: kl_coef"),
+    "unwritable run dir": (["rlhf.train", "hydra.run.dir=a_file/run"], "cannot write the run directory"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_user_mistakes_through_the_commands_end_in_one_error_line(tmp_path, case):
+    command, expected = CLI_CASES[case]
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "junk.ckpt").write_bytes(b"torn")
+    _jsonl(tmp_path / "bad_pairs.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "p", "chosen": "a"}])
+    _jsonl(tmp_path / "ratings.jsonl", [{"prompt": "p", "response": "r", "rating": 9}])
+    env = {**os.environ, "WANDB_MODE": "offline", "RLHF_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-m", *command, "logger=csv"] if command[0] == "rlhf.train" else
+                         [sys.executable, "-m", *command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert expected in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and "Set the environment variable HYDRA_FULL_ERROR" not in out.stderr

@@ -185,7 +185,7 @@ def test_final_weights_best_tests_and_exports_the_best_checkpoint(make_cfg):
         return next(v for k, v in state.items() if k.endswith(key))
 
     key = "encoder.layer.0.attention.self.query.weight"
-    best = torch.load(next((run_dir / "checkpoints").glob(f"step{worst_step:06d}*.ckpt")), weights_only=False)
+    best = torch.load(next((run_dir / "checkpoints").glob(f"best-step{worst_step:06d}*.ckpt")), weights_only=False)
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     exported = AutoModelForMaskedLM.from_pretrained(run_dir / "export").state_dict()
     assert torch.equal(weights(exported, key), weights(best["state_dict"], key))

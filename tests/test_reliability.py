@@ -22,6 +22,18 @@ from rlhf.utils.run import resolve_ckpt_path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _run_with_callback(cfg, callback, monkeypatch):
+    """``run(cfg)`` with one more Lightning callback (a fault injector), removed again afterwards."""
+    import rlhf.train as train_module
+
+    real = train_module.build_callbacks
+    monkeypatch.setattr(train_module, "build_callbacks", lambda *a, **k: [*real(*a, **k), callback])
+    try:
+        return run(cfg)
+    finally:
+        monkeypatch.setattr(train_module, "build_callbacks", real)
+
+
 # ---- atomic checkpoints ------------------------------------------------------------------------------------------
 def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     io = AtomicCheckpointIO()
@@ -238,7 +250,6 @@ def test_resume_exactly_at_an_epoch_boundary(make_cfg):
 def test_sigterm_at_an_epoch_boundary_or_mid_epoch_resumes_exactly(make_cfg, monkeypatch, stop_after):
     from lightning.pytorch.callbacks import Callback
 
-    import rlhf.train as train_module
     from rlhf.utils.reliability import Preempted
 
     small = ["data.source.max_documents=16", "data.split.val_fraction=0.25", "data.split.test_fraction=0.25",
@@ -255,12 +266,9 @@ def test_sigterm_at_an_epoch_boundary_or_mid_epoch_resumes_exactly(make_cfg, mon
             if trainer.global_step == stop:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    real = train_module.build_callbacks
-    monkeypatch.setattr(train_module, "build_callbacks", lambda *a, **k: [*real(*a, **k), Signal()])
     stopped = make_cfg(*small, subdir="stopped")
     with pytest.raises(Preempted, match=f"at step {stop + 1 if stop_after == 'last_batch_of_epoch' else stop}"):
-        run(stopped)  # at an epoch end, the first step of the next epoch runs before the stop
-    monkeypatch.setattr(train_module, "build_callbacks", real)
+        _run_with_callback(stopped, Signal(), monkeypatch)  # at an epoch end, the next epoch's first step runs first
     resumed = run(make_cfg(*small, "ckpt_path=auto", subdir="stopped"))
     again = {json.loads(line)["step"]: json.loads(line) for line in open(Path(stopped.paths.output_dir) /
                                                                         "samples_seen.rank0.jsonl")}
@@ -276,7 +284,6 @@ def test_step_checkpoints_are_written_before_the_first_validation_and_resume_ski
     where the uninterrupted run ends, with the same batches."""
     from lightning.pytorch.callbacks import Callback
 
-    import rlhf.train as train_module
 
     small = ["trainer.max_steps=12", "trainer.val_check_interval=12", "callbacks.sample_ledger=true",
              "callbacks.checkpoint.every_n_train_steps=3"]
@@ -289,12 +296,9 @@ def test_step_checkpoints_are_written_before_the_first_validation_and_resume_ski
             if trainer.global_step == 7:
                 raise RuntimeError("simulated crash at step 7")
 
-    real = train_module.build_callbacks
-    monkeypatch.setattr(train_module, "build_callbacks", lambda *a, **k: [*real(*a, **k), Crash()])
     crashed = make_cfg(*small, subdir="crashed")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run(crashed)
-    monkeypatch.setattr(train_module, "build_callbacks", real)
+        _run_with_callback(crashed, Crash(), monkeypatch)
     checkpoints = Path(crashed.paths.output_dir) / "checkpoints"
     assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["last.ckpt", "step000003.ckpt", "step000006.ckpt"]
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 6
@@ -333,7 +337,6 @@ def test_a_resume_after_sigterm_validates_on_the_uninterrupted_schedule(make_cfg
 
     from lightning.pytorch.callbacks import Callback
 
-    import rlhf.train as train_module
     from rlhf.utils.reliability import Preempted
 
     small = ["trainer.max_steps=30", "trainer.val_check_interval=10"]
@@ -344,12 +347,9 @@ def test_a_resume_after_sigterm_validates_on_the_uninterrupted_schedule(make_cfg
             if trainer.global_step == 27:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    real = train_module.build_callbacks
-    monkeypatch.setattr(train_module, "build_callbacks", lambda *a, **k: [*real(*a, **k), Signal()])
     stopped = make_cfg(*small, subdir="stopped")
     with pytest.raises(Preempted, match="at step 27"):
-        run(stopped)
-    monkeypatch.setattr(train_module, "build_callbacks", real)
+        _run_with_callback(stopped, Signal(), monkeypatch)
     resumed = run(make_cfg(*small, "ckpt_path=auto", subdir="stopped"))
     for key in ("val/loss", "val/perplexity", "val/masked_accuracy", "test/loss", "trainer/global_step"):
         assert resumed[key] == pytest.approx(reference[key], rel=1e-6), key

@@ -15,7 +15,6 @@ from rlhf.models.backbones import ModelError, _from_pretrained, check_vocab
 from rlhf.models.reward import gpt2_config
 from rlhf.utils.fields import get_field, missing_local_dir
 
-
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # GPT2LMHeadModel, LlamaForCausalLM, GPTNeoXForCausalLM, ...
 
 
