@@ -554,6 +554,9 @@ class RunConf:
     ckpt_path: str | None = spec(None, help="Resume from: 'auto' (this run dir's last.ckpt if any, else start fresh: "
                                             "requeued jobs), 'last' (newest last.ckpt of this method), a .ckpt "
                                             "file or a run directory.")
+    evaluate_at_start: bool = spec(False, help="Score the test split with the initial weights before training: "
+                                               "start/test/<metric> in metrics.json (the 'before' of before -> "
+                                               "after), logged at step 0.")
     optimized_metric: str | None = spec("val/loss", help="Metric returned to sweepers and used for the best ckpt.")
     final_weights: str = spec("last", choices=["last", "best"],
                               help="Weights that are tested and exported: 'last' (the end of training) or 'best' (the "

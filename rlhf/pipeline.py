@@ -69,10 +69,10 @@ def plan(cfg: DictConfig, routed: dict[str, list[str]] | None = None) -> list[di
     steps = []
     for position, name in enumerate(names):
         stage = stages[name] or {}
-        unknown = set(stage) - {"needs", "overrides", "extra"}
+        unknown = set(stage) - {"needs", "overrides", "extra", "report"}
         if unknown:
             raise PipelineError(f"stages.{name}: unknown key(s) {', '.join(sorted(unknown))}; use overrides "
-                                f"(the stage's rlhf-train overrides), extra (more overrides) and needs")
+                                f"(the stage's rlhf-train overrides), extra (more overrides), needs and report")
         needs = list(stage.get("needs") or [])
         for need in needs:
             if need not in names[:position]:
@@ -80,7 +80,8 @@ def plan(cfg: DictConfig, routed: dict[str, list[str]] | None = None) -> list[di
                                     f"(order: {', '.join(names)})")
         overrides = [*cfg.common, *routed.get("all", []), *(stage.get("overrides") or []),
                      *(stage.get("extra") or []), *routed.get(name, []), f"seed={cfg.seed}"]
-        steps.append({"name": name, "dir": out_dir / name, "needs": needs, "overrides": [str(o) for o in overrides]})
+        steps.append({"name": name, "dir": out_dir / name, "needs": needs, "overrides": [str(o) for o in overrides],
+                      "report": list(stage.get("report") or [])})
     if only:
         last = max(names.index(n) for n in only)
         steps = steps[: last + 1]
@@ -157,6 +158,20 @@ def _headline(directory: Path) -> tuple[str | None, float | None]:
     return name, float(value) if isinstance(value, (int, float)) else None
 
 
+def stage_report(step: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics that show a stage worked (``stages.<name>.report`` in ``conf/pipeline.yaml``: ``label``, ``key``
+    and optionally ``start``, the same metric before training), read from its ``metrics.json``."""
+    path = step["dir"] / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    out = []
+    for item in step.get("report") or []:
+        value, start = metrics.get(item["key"]), metrics.get(item.get("start") or "")
+        if isinstance(value, (int, float)):
+            out.append({"label": item["label"], "key": item["key"], "value": float(value),
+                        "start": float(start) if isinstance(start, (int, float)) else None})
+    return out
+
+
 def run_pipeline(cfg: DictConfig, routed: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
     steps = plan(cfg, routed)
     check_stages(steps)
@@ -184,7 +199,7 @@ def _run_stage(step: dict[str, Any], rerun: set[str], done: dict[str, dict]) -> 
             metric, value = _headline(directory)
             print(f"[pipeline] {name}: completed earlier, skipped ({directory})", flush=True)
             return {"stage": name, "status": "skipped", "metric": metric, "value": value,
-                    "seconds": marker.get("seconds"), "run_dir": str(directory)}
+                    "seconds": marker.get("seconds"), "run_dir": str(directory), "report": stage_report(step)}
         old = _move_aside(directory)
         print(f"[pipeline] {name}: runs again because {reason}; the previous run dir is now {old}", flush=True)
     for need in step["needs"]:
@@ -214,17 +229,25 @@ def _run_stage(step: dict[str, Any], rerun: set[str], done: dict[str, dict]) -> 
     done[name] = marker
     metric, value = _headline(directory)
     return {"stage": name, "status": status, "metric": metric, "value": value, "seconds": seconds,
-            "run_dir": str(directory)}
+            "run_dir": str(directory), "report": stage_report(step)}
 
 
 def format_table(rows: list[dict[str, Any]], out_dir: Path) -> str:
-    lines = ["", f"Pipeline {out_dir}", f"  {'stage':<8} {'status':<8} {'metric':<16} {'value':>10} {'time':>8}  run dir"]
+    """Per stage: status, time, and what shows it worked (its report: ``label start -> end``), then its run dir."""
+    lines = ["", f"Pipeline {out_dir}", f"  {'stage':<8} {'status':<8} {'time':>6}  result"]
     for row in rows:
-        value = f"{row['value']:.4f}" if isinstance(row.get("value"), float) else "-"
         seconds = f"{row['seconds']:.0f} s" if isinstance(row.get("seconds"), (int, float)) else "-"
-        lines.append(f"  {row['stage']:<8} {row['status']:<8} {row.get('metric') or '-':<16} {value:>10} "
-                     f"{seconds:>8}  {row['run_dir']}")
+        parts = [f"{r['label']} {_number(r['start'])} -> {_number(r['value'])}" if r.get("start") is not None else
+                 f"{r['label']} {_number(r['value'])}" for r in row.get("report") or []]
+        if not parts and isinstance(row.get("value"), float):
+            parts = [f"{row['metric']} {_number(row['value'])}"]
+        lines.append(f"  {row['stage']:<8} {row['status']:<8} {seconds:>6}  {'; '.join(parts) or '-'}")
+        lines.append(f"  {'':<8} {'':<8} {'':>6}  ({row['run_dir']})")
     return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3f}"
 
 
 _ROUTED: dict[str, list[str]] = {}

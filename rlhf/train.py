@@ -10,6 +10,7 @@ Returns the value of ``optimized_metric`` so Hydra sweepers can optimise it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -107,6 +108,24 @@ def _load_best_weights(trainer: pl.Trainer) -> dict[str, float]:
             f"best/{callback.monitor}": float(score) if score is not None else float("nan")}
 
 
+START_METRICS = "start_metrics.json"
+
+
+def _evaluate_at_start(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,
+                       output_dir: Path, resuming: bool) -> dict[str, float]:
+    """``evaluate_at_start=true``: the test split scored with the weights training starts from, recorded as
+    ``start/test/<metric>`` (the 'before' of a before -> after), also logged at step 0. Kept in
+    ``<run>/start_metrics.json`` so a resumed run reports them without evaluating its resumed weights."""
+    path = output_dir / START_METRICS
+    if resuming or path.exists():
+        return json.loads(path.read_text()) if path.exists() else {}
+    results = trainer.test(module, datamodule=datamodule, verbose=False)
+    start = {f"start/{k}": v for k, v in scalar_metrics(results[0] if results else {}).items()}
+    if trainer.is_global_zero:
+        write_json(path, start)
+    return start
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """One training run. Returns its final metrics (also written to ``<run dir>/metrics.json``)."""
     validate_config(cfg)
@@ -150,12 +169,15 @@ def _run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     _record_provenance(cfg, trainer, output_dir)
     metrics: dict[str, Any] = {}
     if cfg.train:
+        if cfg.evaluate_at_start:
+            metrics.update(_evaluate_at_start(trainer, module, datamodule, output_dir, resuming=ckpt is not None))
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
         except SIGTERMException as stop:
             raise Preempted(f"preempted (SIGTERM) at step {preemption.step}: saved {preemption.saved}; resume with "
                             f"ckpt_path={output_dir}") from stop
-        metrics.update(scalar_metrics(trainer.callback_metrics))
+        metrics.update({k: v for k, v in scalar_metrics(trainer.callback_metrics).items()
+                        if not k.startswith("test/")})  # (test/* here would be evaluate_at_start's)
         if cfg.final_weights == "best":
             metrics.update(_load_best_weights(trainer))
     if cfg.test:

@@ -235,3 +235,16 @@ def test_rotary_encoder_leaves_the_unigram_plateau_where_bert_stays(make_cfg):
     assert losses["bert"] > losses["unigram"] - 0.4, losses
     assert losses["roformer"] < losses["unigram"] - 0.35, losses
     assert losses["roformer"] < losses["bert"] - 0.15, losses
+
+
+def test_evaluate_at_start_records_the_test_split_before_training_and_keeps_it_on_resume(make_cfg):
+    cfg = make_cfg("trainer.max_steps=10", "evaluate_at_start=true", "callbacks.stop_at_step=5")
+    first = run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    start = json.loads((run_dir / "start_metrics.json").read_text())
+    # random weights: about the vocabulary size (1,024) in perplexity, and worse than after 5 steps
+    assert 500 < start["start/test/perplexity"] and first["start/test/perplexity"] == start["start/test/perplexity"]
+    assert first["test/perplexity"] < start["start/test/perplexity"]
+    resumed = run(make_cfg("trainer.max_steps=10", "evaluate_at_start=true", "ckpt_path=auto"))
+    assert resumed["start/test/perplexity"] == start["start/test/perplexity"]  # not the resumed weights' score
+    assert resumed["trainer/global_step"] == 10.0

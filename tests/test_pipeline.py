@@ -120,3 +120,46 @@ def test_notebooks_execute_on_the_pipeline_runs(pipeline_run, tmp_path, monkeypa
     assert figures == ["mlm_loss_curves.png", "ppo_reward_kl.png", "pwp_frontier.png", "reward_calibration.png"]
     assert all((tmp_path / "figures" / f).stat().st_size > 10_000 for f in figures)  # plots with content
 
+
+
+def test_the_closing_table_shows_what_each_stage_reports(tmp_path):
+    from rlhf.pipeline import format_table, stage_report
+
+    (tmp_path / "ppo").mkdir()
+    (tmp_path / "ppo" / "metrics.json").write_text(json.dumps({"start/test/gold": 0.1, "test/gold": 0.62,
+                                                               "test/kl": 12.34}))
+    step = {"dir": tmp_path / "ppo", "report": [
+        {"label": "held-out gold", "key": "test/gold", "start": "start/test/gold"}, {"label": "KL", "key": "test/kl"},
+        {"label": "absent", "key": "test/nothing"}]}
+    report = stage_report(step)
+    assert [r["label"] for r in report] == ["held-out gold", "KL"]
+    table = format_table([{"stage": "ppo", "status": "ran", "seconds": 81.2, "run_dir": str(tmp_path / "ppo"),
+                           "report": report}], tmp_path)
+    assert "ppo      ran        81 s  held-out gold 0.100 -> 0.620; KL 12.340" in table
+
+
+EVAL_TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
+             "model.tokenizer.vocab_size=512", "logger=csv", "callbacks.progress_bar=none", "trainer.max_steps=4",
+             "trainer.val_check_interval=2", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
+             "evaluate_at_start=true"]
+EVAL_METHODS = {
+    "mlm": (["data.source.max_documents=120", "data.block_size=32", "data.loader.batch_size=8"], "test/loss"),
+    "reward": (["experiment=reward_tiny", "data.source.max_articles=60", "data.max_length=48",
+                "data.loader.batch_size=8"], "test/accuracy"),
+    "pwp": (["experiment=pwp_tiny", "data.source.max_documents=40", "data.block_size=32", "data.loader.batch_size=8",
+             "method.evaluation.num_samples=4", "method.evaluation.num_prompts=4"], "test/lm_loss"),
+    "ppo": (["experiment=ppo_tiny", "data.source.max_documents=60", "data.loader.batch_size=4",
+             "method.max_new_tokens=4", "method.num_minibatches=2"], "test/gold"),
+}
+
+
+@pytest.mark.parametrize("method", list(EVAL_METHODS))
+def test_every_method_evaluates_at_start_then_trains_and_validates(make_cfg, method):
+    """The pipeline's before -> after: a test pass before fit must leave the module able to validate during fit
+    (PPO's metrics, built under inference mode by the test, could not be updated afterwards)."""
+    from rlhf.train import run
+
+    overrides, key = EVAL_METHODS[method]
+    metrics = run(make_cfg(*overrides, *EVAL_TINY, fast=False))
+    assert f"start/{key}" in metrics and key in metrics and metrics["trainer/global_step"] == 4.0
+    assert f"val/{key.split('/', 1)[1]}" in metrics or method == "reward"

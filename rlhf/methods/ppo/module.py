@@ -480,8 +480,8 @@ class PPOModule(TrainableModule):
 
     def _end_eval(self, stage: str) -> None:
         results = {f"{stage}/{k}": m.compute() for k, m in self._eval.items()}
-        for metric in self._eval.values():
-            metric.reset()
+        self._eval = {}  # fresh metrics next time: a test under inference mode (evaluate_at_start) before a fit's
+        # validation would otherwise leave states that cannot be updated in place outside inference mode
         self.log_dict(results, sync_dist=True)  # MeanMetric already reduced over ranks: averages identical values
         gold = torch.cat(self._eval_gold) if self._eval_gold else None
         self._eval_gold = []
