@@ -260,3 +260,18 @@ def test_user_mistakes_through_the_commands_end_in_one_error_line(tmp_path, case
     assert out.returncode == 1, out.stderr[-2000:]
     assert expected in out.stderr, out.stderr[-2000:]
     assert "Traceback" not in out.stderr  # (a composition error keeps Hydra's one-line pointer to HYDRA_FULL_ERROR)
+
+
+def test_only_rank_zero_takes_the_run_directory_lock(tmp_path, monkeypatch):
+    from rlhf.utils.run import RANK_VARIABLES, RunDirLock
+
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    with RunDirLock(tmp_path) as lock:
+        assert lock.handle is not None  # rank 0 of a one-task SLURM job locks
+    for name, value in (("LOCAL_RANK", "1"), ("NODE_RANK", "2"), ("RANK", "3"), ("SLURM_PROCID", "1")):
+        with monkeypatch.context() as env:
+            env.setenv(name, value)
+            with RunDirLock(tmp_path) as lock:
+                assert lock.handle is None, name  # DDP workers, other nodes and tasks share rank 0's run dir

@@ -228,15 +228,14 @@ class RunDirError(RuntimeError):
     """The run directory cannot be used: another live run holds it, or it cannot be written."""
 
 
-def _launch_rank() -> int:
-    """This process's global rank as the launcher set it (0 before any launcher: a plain ``rlhf-train``). Lightning's
-    DDP workers, torchrun and srun set these before the entry point runs; ``NODE_RANK`` covers Lightning's own
-    multi-node launch, where every node starts with local rank 0."""
-    for name in ("RANK", "SLURM_PROCID"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    local, node = os.environ.get("LOCAL_RANK", "0"), os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0"))
-    return int(local or 0) + int(node or 0) * 1_000_000 if local.isdigit() and node.isdigit() else 0
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+
+
+def _is_launch_rank_zero() -> bool:
+    """Whether this process is rank 0 as its launcher set it (true before any launcher: a plain ``rlhf-train``).
+    Lightning's DDP workers (``LOCAL_RANK``), its multi-node launch (``NODE_RANK``), torchrun (``RANK``) and srun
+    (``SLURM_PROCID``) set these before the entry point runs; any of them non-zero means another rank holds the lock."""
+    return not any(os.environ.get(name, "0").strip() not in ("", "0") for name in RANK_VARIABLES)
 
 
 class RunDirLock:
@@ -256,7 +255,7 @@ class RunDirLock:
         import socket
         import time
 
-        if _launch_rank() != 0:
+        if not _is_launch_rank_zero():
             return self
         handle = open(self.path, "a+", encoding="utf-8")
         try:
