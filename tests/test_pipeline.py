@@ -60,7 +60,9 @@ def test_pipeline_chains_the_four_methods_through_their_exports(pipeline_run):
     for stage in ("mlm", "reward", "pwp", "ppo"):
         assert (out / stage / "export" / "config.json").exists()
     table = full.stdout[full.stdout.index("Pipeline "):]
-    assert "val/loss" in table and "val/lm_loss" in table and "val/gold" in table  # each stage's headline metric
+    for shown in ("test perplexity", "gold agreement", "held-out LM loss", "held-out gold", "KL"):  # each stage's report
+        assert shown in table, (shown, table)
+    assert " -> " in table  # before -> after from evaluate_at_start
     assert "[pipeline]   rlhf-train logger=wandb_csv" in full.stdout  # each stage's command, to run it alone
 
 

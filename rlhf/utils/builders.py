@@ -91,15 +91,11 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, optimized_metric: str | N
     callbacks: list[Callback] = []
     ckpt = cfg.checkpoint
     if enable_checkpointing:
-        from rlhf.utils.reliability import StepCheckpoint
-
         monitor = ckpt.monitor or optimized_metric
         callbacks.append(RunCheckpoint(  # best-k by the monitored metric, and last.ckpt, at every validation
             dirpath=str(output_dir / "checkpoints"), filename="best-step{step:06d}", auto_insert_metric_name=False,
             monitor=monitor if ckpt.save_top_k else None, mode=ckpt.mode, save_top_k=ckpt.save_top_k,
             save_last=True))
-        if ckpt.every_n_train_steps:  # step<N>.ckpt and last.ckpt every N steps from the first, whatever is monitored
-            callbacks.append(StepCheckpoint(output_dir / "checkpoints", ckpt.every_n_train_steps, ckpt.keep_steps))
     if cfg.progress_bar == "rich":
         callbacks.append(RichProgressBar(leave=True))
     elif cfg.progress_bar == "tqdm":
@@ -119,6 +115,12 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, optimized_metric: str | N
         from rlhf.utils.reliability import SampleLedger
 
         callbacks.append(SampleLedger(output_dir))
+    if enable_checkpointing and ckpt.every_n_train_steps:
+        from rlhf.utils.reliability import StepCheckpoint
+
+        # step<N>.ckpt and last.ckpt every N steps from the first, whatever is monitored; last of the callbacks, so the
+        # step's checkpoint holds what every other callback did at that step (e.g. the sample ledger's line)
+        callbacks.append(StepCheckpoint(output_dir / "checkpoints", ckpt.every_n_train_steps, ckpt.keep_steps))
     return callbacks
 
 
