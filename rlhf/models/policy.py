@@ -13,7 +13,7 @@ from transformers import AutoModel, AutoModelForCausalLM, GPT2LMHeadModel, PreTr
 
 from rlhf.models.backbones import ModelError, _from_pretrained, check_vocab
 from rlhf.models.reward import gpt2_config
-from rlhf.utils.fields import get_field, missing_local_dir
+from rlhf.utils.fields import get_field
 
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # GPT2LMHeadModel, LlamaForCausalLM, GPTNeoXForCausalLM, ...
 
@@ -23,10 +23,7 @@ def check_causal(name: str) -> None:
     LM (e.g. this project's masked-LM or reward-model export given as a policy)."""
     from transformers import AutoConfig
 
-    missing = missing_local_dir(name, "model.name_or_path")
-    if missing:
-        raise ModelError(missing)
-    try:
+    try:  # (a missing directory was already reported when its tokenizer was loaded)
         architectures = AutoConfig.from_pretrained(name).architectures or []
     except Exception:  # noqa: BLE001 - unreadable configs are reported by the model load itself
         return

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,6 @@ class StepCheckpoint(Callback):
             return
         last = self.dirpath / "last.ckpt"
         tmp = self.dirpath / f".last.ckpt.link-{os.getpid()}"
-        import shutil
-
         _remove(tmp)
         try:
             os.link(path, tmp)
@@ -99,8 +98,6 @@ class StepCheckpoint(Callback):
 
 
 def _remove(path: Path) -> None:
-    import shutil
-
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
     else:
