@@ -18,7 +18,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config tree (conf/ beside the package)
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # the Hydra config tree, shipped inside the package
 
 
 class ConfigError(ValueError):

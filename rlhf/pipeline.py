@@ -1,5 +1,5 @@
 """``rlhf-pipeline``: MLM -> reward model -> preference-weighted pretraining -> PPO, each stage consuming the previous
-stage's export (``conf/pipeline.yaml``).
+stage's export (``rlhf/conf/pipeline.yaml``).
 
 Every stage is an ordinary ``rlhf-train`` run in ``<out_dir>/<stage>`` (launched as a subprocess, so each gets a fresh
 Hydra, W&B run and, under DDP, its own process group); the command of each stage is printed so it can be run alone.
@@ -42,7 +42,7 @@ class PipelineError(RuntimeError):
 
 def split_stage_args(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
     """``<stage>:key=value`` (one stage) and ``all:key=value`` (every stage) are ``rlhf-train`` overrides passed to
-    stages; everything else overrides ``conf/pipeline.yaml``."""
+    stages; everything else overrides ``rlhf/conf/pipeline.yaml``."""
     rest, routed = [], {}
     for arg in argv:
         head, sep, tail = arg.partition(":")
@@ -159,7 +159,7 @@ def _headline(directory: Path) -> tuple[str | None, float | None]:
 
 
 def stage_report(step: dict[str, Any]) -> list[dict[str, Any]]:
-    """The metrics that show a stage worked (``stages.<name>.report`` in ``conf/pipeline.yaml``: ``label``, ``key``
+    """The metrics that show a stage worked (``stages.<name>.report`` in ``rlhf/conf/pipeline.yaml``: ``label``, ``key``
     and optionally ``start``, the same metric before training), read from its ``metrics.json``."""
     path = step["dir"] / "metrics.json"
     metrics = json.loads(path.read_text()) if path.exists() else {}

@@ -303,7 +303,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     if not CONFIG_DIR.is_dir():
-        raise SystemExit(f"config tree not found at {CONFIG_DIR}: install from a clone with pip install -e .")
+        raise SystemExit(f"config tree not found at {CONFIG_DIR}: the rlhf package is incomplete; reinstall it (pip install rlhf, or pip install -e . from a clone)")
     try:
         _hydra_main()
     except SystemExit as stop:

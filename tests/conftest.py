@@ -1,4 +1,4 @@
-"""Shared fixtures: offline environment, config composition from the real conf/ tree, small fast overrides."""
+"""Shared fixtures: offline environment, config composition from the real rlhf/conf/ tree, small fast overrides."""
 
 from __future__ import annotations
 

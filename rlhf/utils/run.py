@@ -307,7 +307,7 @@ except ImportError:  # pragma: no cover - hydra is a dependency; keep this modul
 
 
 class RunDirCheck(_HydraCallback):
-    """Hydra callback (``conf/hydra/default.yaml``): before Hydra creates the run (or sweep) directory and writes its
+    """Hydra callback (``rlhf/conf/hydra/default.yaml``): before Hydra creates the run (or sweep) directory and writes its
     config there, make sure it can be written, so an unwritable path is one line naming ``hydra.run.dir`` instead of
     Hydra's ``OSError`` stack. ``run_key``: the key a user sets to move it (``out_dir`` for ``rlhf-pipeline``)."""
 

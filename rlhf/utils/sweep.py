@@ -1,6 +1,6 @@
 """Sweeps: a failed job is recorded and the others go on; at the end, one table of every job.
 
-``SweepSummary`` is a Hydra callback (``conf/hydra/default.yaml``). After each job it writes
+``SweepSummary`` is a Hydra callback (``rlhf/conf/hydra/default.yaml``). After each job it writes
 ``<sweep dir>/jobs/<job number>.json`` (status, overrides, the optimised metric, run dir, error); it runs inside the
 job's process, so it works with any launcher (local, joblib, submitit on SLURM). When the multirun ends it prints the
 table and writes ``<sweep dir>/sweep_summary.json``.
