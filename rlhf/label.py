@@ -23,7 +23,11 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from rlhf.data.readers import DataError, read_records
+from rlhf.data.readers import read_records
+from rlhf.errors import (
+    DataError,
+    OutputError,
+)
 
 
 def item_id(record: dict, row: int) -> str:
@@ -61,10 +65,6 @@ def _repair_tail(path: Path) -> bool:
         handle.flush()
         os.fsync(handle.fileno())
     return True
-
-
-class OutputError(OSError):
-    """An answers file that cannot be opened or written: the message names it; the answer in hand is not saved."""
 
 
 def _open_for_answers(path: Path):

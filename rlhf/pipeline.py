@@ -29,15 +29,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from rlhf.config import CONFIG_DIR, register_configs, register_resolvers
+from rlhf.errors import PipelineError
 from rlhf.utils.run import resume_points, write_json
 
 DONE = "stage_done.json"
 register_configs()  # the stages' schemas, for check_stages
 register_resolvers()
-
-
-class PipelineError(RuntimeError):
-    """A stage is misconfigured or failed: the message names the stage and what to do."""
 
 
 def split_stage_args(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:

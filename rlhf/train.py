@@ -23,25 +23,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import hydra  # noqa: E402
 import lightning.pytorch as pl  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from hydra.errors import InstantiationException  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
+from hydra.utils import get_class  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
 from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from rlhf.config import (  # noqa: E402
     CONFIG_DIR,
-    ConfigError,
     key_hints,
     register_configs,
     register_resolvers,
     resolved_config,
     validate_config,
 )
-from rlhf.data.readers import DataError  # noqa: E402
 from rlhf.data.tokenizer import save_tokenizer  # noqa: E402
-from rlhf.models.backbones import ModelError  # noqa: E402
-from rlhf.scoring.base import ScorerError  # noqa: E402
+from rlhf.errors import USER_ERRORS, ConfigError, JobFailed, Preempted  # noqa: E402
 from rlhf.utils.builders import (  # noqa: E402
     build_callbacks,
     build_loggers,
@@ -52,15 +48,10 @@ from rlhf.utils.builders import (  # noqa: E402
 from rlhf.utils.reliability import (  # noqa: E402
     PREEMPTED_EXIT_CODE,
     AtomicCheckpointIO,
-    NonFiniteError,
-    NonFiniteGuard,
-    Preempted,
     Preemption,
 )
 from rlhf.utils.run import (  # noqa: E402
     WANDB_ID_FILE,
-    ResumeError,
-    RunDirError,
     RunDirLock,
     check_checkpoint,
     check_writable,
@@ -70,14 +61,13 @@ from rlhf.utils.run import (  # noqa: E402
     scalar_metrics,
     write_json,
 )
-from rlhf.utils.sweep import JobFailed, finish_sweep  # noqa: E402
+from rlhf.utils.sweep import finish_sweep  # noqa: E402
 
 log = logging.getLogger("rlhf")
 # Lightning warns that a mid-epoch resume may be unreliable unless the dataloader implements state_dict; our
 # DataModules restore the position in the epoch themselves (TextDataModule.state_dict + ResumableSampler, tested by
 # the per-sample ledger in tests/test_reliability.py), so the warning would only mislead.
 warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
-USER_ERRORS = (ConfigError, DataError, ModelError, ResumeError, NonFiniteError, RunDirError, ScorerError)
 
 register_configs()
 register_resolvers()
@@ -157,10 +147,9 @@ def _run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     kwargs["default_root_dir"] = kwargs.get("default_root_dir") or str(output_dir)
     if cfg.callbacks.progress_bar == "none":
         kwargs["enable_progress_bar"] = False
-    if not module.automatic_optimization:  # the module steps its optimizers and clips gradients itself
-        module.max_grad_norm = kwargs.pop("gradient_clip_val", None)
+    if not module.automatic_optimization:  # it steps its optimizers and clips itself (PPO: method.max_grad_norm)
+        kwargs.pop("gradient_clip_val", None)
         kwargs.pop("gradient_clip_algorithm", None)
-    module.nonfinite_guard = NonFiniteGuard(cfg.callbacks.nonfinite.policy, cfg.callbacks.nonfinite.max_consecutive)
     preemption = Preemption(output_dir / "checkpoints")
     callbacks.append(preemption)
     plugins = [] if str(cfg.strategy.name).startswith(("deepspeed", "fsdp")) else [AtomicCheckpointIO()]
@@ -197,24 +186,13 @@ def _run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     return metrics
 
 
-METHOD_ONLY_KEYS = ("metric", "metric_mode")  # read by the config (optimized_metric, checkpoint mode), not the module
-
-
 def build_data_and_module(cfg: DictConfig, tokenizer_dir: Path) -> tuple[pl.LightningDataModule, pl.LightningModule]:
-    """The DataModule (which owns the tokenizer), then the LightningModule built from primitives and the saved
-    tokenizer, so that ``load_from_checkpoint`` needs nothing but the checkpoint and that directory."""
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    datamodule = instantiate(cfg.data, tokenizer=model_cfg["tokenizer"], seed=cfg.seed, _recursive_=False)
+    """The DataModule (which owns the tokenizer), then the LightningModule, each the ``_target_`` of its group and
+    given its group's settings; the module loads the saved tokenizer, so ``load_from_checkpoint`` needs nothing but
+    the checkpoint and that directory."""
+    datamodule = get_class(cfg.data._target_)(cfg=cfg.data, tokenizer=cfg.model.tokenizer, seed=cfg.seed)
     save_tokenizer(datamodule.tokenizer, tokenizer_dir)
-    method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
-    for key in METHOD_ONLY_KEYS:
-        method_cfg.pop(key, None)
-    try:
-        module = instantiate(method_cfg, model=model_cfg, tokenizer_dir=str(tokenizer_dir), _recursive_=False)
-    except InstantiationException as err:  # Hydra wraps errors raised in __init__: give the user the original one
-        if isinstance(err.__cause__, USER_ERRORS):
-            raise err.__cause__ from None
-        raise
+    module = get_class(cfg.method._target_)(cfg=cfg.method, model=cfg.model, tokenizer_dir=str(tokenizer_dir))
     return datamodule, module
 
 
@@ -304,6 +282,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def main() -> None:
     if not CONFIG_DIR.is_dir():
         raise SystemExit(f"config tree not found at {CONFIG_DIR}: the rlhf package is incomplete; reinstall it (pip install rlhf, or pip install -e . from a clone)")
+    if {"--help", "-h"} & set(sys.argv[1:]):  # our page (groups, the selected method's keys) instead of Hydra's
+        from rlhf.cli_help import help_page
+        print(help_page(sys.argv[1:]))
+        return
     try:
         _hydra_main()
     except SystemExit as stop:

@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhf.config import ConfigError, validate_config
-from rlhf.data.readers import DataError
-from rlhf.models.backbones import ModelError
-from rlhf.train import USER_ERRORS, run
-from rlhf.utils.run import ResumeError
+from rlhf.config import validate_config
+from rlhf.errors import USER_ERRORS, ConfigError, DataError, ModelError, ResumeError
+from rlhf.train import run
 
 SHORT = ["trainer.max_steps=2", "trainer.val_check_interval=2", "logger=csv"]  # no W&B run left open by a failing run()
 
@@ -163,7 +161,8 @@ def test_cross_field_checks_run_before_training(make_cfg, overrides, message):
 
 # ---- run directories ----------------------------------------------------------------------------------------------
 def test_a_second_run_in_a_live_run_directory_is_refused_and_a_stale_lock_taken_over(make_cfg, caplog):
-    from rlhf.utils.run import RunDirError, RunDirLock
+    from rlhf.errors import RunDirError
+    from rlhf.utils.run import RunDirLock
 
     cfg = make_cfg(*SHORT)
     run_dir = Path(cfg.paths.output_dir)

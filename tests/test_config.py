@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from rlhf.config import ConfigError, key_hints, validate_config
+from rlhf.config import key_hints, validate_config
+from rlhf.errors import ConfigError
 from rlhf.train import CONFIG_DIR, build_data_and_module
 from rlhf.utils.builders import build_strategy
 

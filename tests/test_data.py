@@ -7,8 +7,9 @@ import pytest
 from rlhf.data.corpora import bbc_news, chatterbot_dialogues
 from rlhf.data.documents import load_documents, split_documents, split_of
 from rlhf.data.packing import pack_documents, truncate_documents
-from rlhf.data.readers import DataError, DropReport, read_hf_dataset, read_records
+from rlhf.data.readers import DropReport, read_hf_dataset, read_records
 from rlhf.data.tokenizer import build_tokenizer
+from rlhf.errors import DataError
 
 
 def _source(path, **kw):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
-from rlhf.config import ConfigError
+from rlhf.errors import ConfigError
 from rlhf.methods.mlm import MaskedLMModule
 from rlhf.train import build_data_and_module, run, run_and_close
 from rlhf.utils.analysis import load_history
@@ -145,7 +145,7 @@ def test_wandb_offline_run_records_resolved_config_and_provenance(make_cfg):
 def test_wandb_run_is_closed_even_when_training_fails(make_cfg):
     import wandb
 
-    from rlhf.data.readers import DataError
+    from rlhf.errors import DataError
 
     cfg = make_cfg("logger=wandb", "data.loader.batch_size=100000")
     with pytest.raises(DataError, match="fewer than one global batch"):

@@ -83,7 +83,8 @@ def test_pipeline_rerun_skips_completed_stages_and_reruns_changed_ones(pipeline_
 def test_pipeline_config_errors_name_the_stage(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from rlhf.pipeline import PipelineError, plan, split_stage_args
+    from rlhf.errors import PipelineError
+    from rlhf.pipeline import plan, split_stage_args
     from rlhf.train import CONFIG_DIR
 
     rest, routed = split_stage_args(["out_dir=x", "ppo:trainer.max_steps=3", "all:logger=csv", "hydra.run.dir=y"])

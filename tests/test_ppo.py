@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from rlhf.config import ConfigError, validate_config
+from rlhf.config import validate_config
+from rlhf.errors import ConfigError
 from rlhf.methods.ppo import monitors
 from rlhf.models.policy import position_ids, response_mask, sample, token_logprobs
 from rlhf.objectives.ppo import (
@@ -341,7 +342,7 @@ def test_a_missing_reward_model_is_a_config_error(make_cfg, tmp_path):
 def test_separate_critic_starts_from_a_causal_reward_model_sharing_the_tokenizer(ppo_parts, tmp_path):
     from transformers import GPT2ForSequenceClassification
 
-    from rlhf.models.backbones import ModelError
+    from rlhf.errors import ModelError
     from rlhf.models.policy import build_critic
 
     _, datamodule, module, _ = ppo_parts()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rlhf.data.readers import DataError
+from rlhf.errors import DataError
 from rlhf.objectives.pwp import awr_loss, distinct_n, expected_max, mle_loss, rwr_loss, unlikelihood_loss
 from rlhf.train import build_data_and_module, run
 
@@ -138,7 +138,7 @@ def test_generation_never_samples_the_banned_control_tokens(make_cfg, tmp_path):
     datamodule, module = build_data_and_module(cfg, tmp_path / "tok")
     with torch.no_grad():  # make the control tokens by far the likeliest next tokens
         module.model.get_input_embeddings().weight[module.control_ids] *= 50
-    texts, tokens = GenerateAndScore(max_new_tokens=12).generate(module, [""] * 16, torch.Generator().manual_seed(0))
+    texts, tokens = GenerateAndScore({"max_new_tokens": 12}, seed=0).generate(module, [""] * 16, torch.Generator().manual_seed(0))
     flat = [t for row in tokens for t in row]
     assert flat and not set(flat) & set(module.control_ids)
 

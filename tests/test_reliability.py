@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlhf.errors import NonFiniteError
 from rlhf.methods.mlm import MaskedLMModule
 from rlhf.train import run
-from rlhf.utils.reliability import AtomicCheckpointIO, NonFiniteError
+from rlhf.utils.reliability import AtomicCheckpointIO
 from rlhf.utils.run import resolve_ckpt_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -250,7 +251,7 @@ def test_resume_exactly_at_an_epoch_boundary(make_cfg):
 def test_sigterm_at_an_epoch_boundary_or_mid_epoch_resumes_exactly(make_cfg, monkeypatch, stop_after):
     from lightning.pytorch.callbacks import Callback
 
-    from rlhf.utils.reliability import Preempted
+    from rlhf.errors import Preempted
 
     small = ["data.source.max_documents=16", "data.split.val_fraction=0.25", "data.split.test_fraction=0.25",
              "trainer.max_steps=20", "trainer.val_check_interval=20", "callbacks.sample_ledger=true"]
@@ -317,7 +318,7 @@ def test_step_checkpoints_are_written_before_the_first_validation_and_resume_ski
 
 
 def test_resume_reports_every_unreadable_checkpoint_when_none_is_left(tmp_path):
-    from rlhf.utils.run import ResumeError
+    from rlhf.errors import ResumeError
 
     directory = tmp_path / "checkpoints"
     directory.mkdir()
@@ -337,7 +338,7 @@ def test_a_resume_after_sigterm_validates_on_the_uninterrupted_schedule(make_cfg
 
     from lightning.pytorch.callbacks import Callback
 
-    from rlhf.utils.reliability import Preempted
+    from rlhf.errors import Preempted
 
     small = ["trainer.max_steps=30", "trainer.val_check_interval=10"]
     reference = run(make_cfg(*small, subdir="reference"))

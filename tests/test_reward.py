@@ -11,11 +11,11 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from rlhf.data.feedback import Policy, encode_pair, validate_records
-from rlhf.data.readers import DataError, DropReport, read_records
+from rlhf.data.readers import DropReport, read_records
 from rlhf.data.simulated_feedback import make_feedback
 from rlhf.data.tokenizer import train_tokenizer
+from rlhf.errors import DataError, ModelError
 from rlhf.methods.reward.module import evaluation_metrics
-from rlhf.models.backbones import ModelError
 from rlhf.models.reward import build_reward_model, reward_head, reward_scores
 from rlhf.objectives.reward import bradley_terry_loss, calibration_error, spearman
 from rlhf.scoring.reward_model import RewardModelScorer

@@ -2,6 +2,7 @@
 submitit launcher (locally), the SLURM launcher config, the W&B sweep template, and re-running a saved config."""
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,52 @@ def test_optuna_sweeper_optimises_the_methods_metric(tmp_path):
     assert best == pytest.approx(min(values))  # the sweeper received each run's val/loss
     lrs = {o for job in summary["jobs"] for o in job["overrides"] if o.startswith("method.lr=")}
     assert len(lrs) == 3
+
+
+def test_optuna_sqlite_storage_works_with_the_installed_sqlalchemy(tmp_path):
+    """The fast guard of the test below: optuna 2.x (pinned by hydra-optuna-sweeper) with the installed SQLAlchemy
+    and alembic creates, fills and reloads a sqlite study (SQLAlchemy 2 fails here with a bare AssertionError)."""
+    import alembic
+    import optuna
+    import sqlalchemy
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{tmp_path / 'guard.db'}"
+    try:
+        study = optuna.create_study(storage=storage, study_name="guard")
+    except AssertionError as err:
+        pytest.fail(f"optuna {optuna.__version__} cannot use sqlite storage with SQLAlchemy {sqlalchemy.__version__} / "
+                    f"alembic {alembic.__version__} ({err!r}): install with -c .ci/constraints.txt (sqlalchemy<2)")
+    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=2)
+    reloaded = optuna.load_study(study_name="guard", storage=storage)
+    assert [t.state.name for t in reloaded.trials] == ["COMPLETE", "COMPLETE"]
+
+
+@pytest.mark.slow
+def test_optuna_study_in_sqlite_storage_records_every_trial_and_resumes(tmp_path):
+    """hydra.sweeper.storage=sqlite:///... (rlhf/conf/hparams_search/optuna.yaml): optuna 2.x fails on SQLAlchemy 2
+    before the first trial (a bare AssertionError), hence the sqlalchemy<2 pin; a second launch with the same
+    study_name continues the study."""
+    db = tmp_path / "study.db"
+    storage = [f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=tiny",
+               "hydra.sweeper.sampler.n_startup_trials=2"]
+    first = _train(tmp_path, "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *storage, *SHORT)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (sweep,) = tmp_path.glob("logs/mlm/multiruns/*/*")
+    values = [job["value"] for job in json.loads((sweep / "sweep_summary.json").read_text())["jobs"]]
+    second = _train(tmp_path, "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", *storage, *SHORT)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Using an existing study with name 'tiny'" in second.stderr + second.stdout
+
+    with sqlite3.connect(db) as con:  # read with the standard library: what is on disk, not optuna's cache
+        assert con.execute("SELECT study_name FROM studies").fetchall() == [("tiny",)]
+        trials = con.execute("SELECT t.number, t.state, v.value FROM trials t JOIN trial_values v "
+                             "ON v.trial_id = t.trial_id ORDER BY t.number").fetchall()
+        lrs = con.execute("SELECT COUNT(DISTINCT t.trial_id) FROM trial_params p JOIN trials t "
+                          "ON p.trial_id = t.trial_id WHERE p.param_name = 'method.lr'").fetchone()[0]
+    assert [(n, state) for n, state, _ in trials] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
+    assert [v for _, _, v in trials[:2]] == pytest.approx(values)  # each run's val/loss, as the sweeper received it
+    assert lrs == 3  # every trial sampled method.lr from the search space
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhf.data.readers import DataError
+from rlhf.errors import DataError
 from rlhf.train import run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def test_an_empty_split_names_the_file_and_the_fix(make_cfg, tmp_path):
     ("tests.scorers_for_tests.ReturnsTooFew", r"returned 1 values \(shape \(1,\)\) for 2 texts \(PPO train at step 3\)"),
 ])
 def test_a_misbehaving_scorer_is_named_with_the_step_and_the_text(target, message):
-    from rlhf.scoring.base import ScorerError
+    from rlhf.errors import ScorerError
     from rlhf.scoring.build import build_scorer
 
     scorer = build_scorer({"kind": "callable", "target": target, "completion_only": True})
@@ -152,7 +152,7 @@ def test_a_misbehaving_scorer_is_named_with_the_step_and_the_text(target, messag
 
 
 def test_ppo_with_a_reward_that_returns_nan_stops_at_the_scorer_not_at_a_gradient(make_cfg):
-    from rlhf.scoring.base import ScorerError
+    from rlhf.errors import ScorerError
 
     cfg = make_cfg("experiment=ppo_tiny", "method.reward.kind=callable",
                    "method.reward.target=tests.scorers_for_tests.nan_for_long", "data.source.max_documents=40",

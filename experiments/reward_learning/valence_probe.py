@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from rlhf.config import offline_asset
-from rlhf.data.readers import DataError
+from rlhf.errors import DataError
 from rlhf.scoring.gold import VaderSentiment
 
 

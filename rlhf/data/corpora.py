@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from rlhf.data.readers import DataError
+from rlhf.errors import DataError
 
 
 def _package_dir(package: str, extra_hint: str = "pip install -e '.[offline]'") -> Path:

@@ -5,23 +5,26 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from rlhf.config.common import SourceConf
+from rlhf.config.fields import as_config
 from rlhf.data.corpora import bbc_news, chatterbot_dialogues
-from rlhf.data.readers import DataError, DropReport, read_hf_dataset, read_records, require_text
-from rlhf.utils.fields import get_field
+from rlhf.data.readers import DropReport, read_hf_dataset, read_records, require_text
+from rlhf.errors import DataError
 
 SPLITS = ("train", "val", "test")
 
 
 def load_documents(source: Any, report: DropReport | None = None) -> list[dict]:
-    """Read ``{"id", "text"}`` documents from a source config (see ``rlhf.config.SourceConf``).
+    """Read ``{"id", "text"}`` documents from a source config (``rlhf.config.common.SourceConf``: a schema object or a partial mapping).
 
     Empty or whitespace-only texts are dropped and counted (``on_empty=drop``) or raise (``on_empty=error``).
     """
-    kind = get_field(source, "kind")
-    text_column = get_field(source, "text_column", "text")
-    id_column = get_field(source, "id_column")
-    limit = get_field(source, "max_documents")
-    on_empty = get_field(source, "on_empty", "drop")
+    source = as_config(SourceConf, source)
+    kind = source.kind
+    text_column = source.text_column
+    id_column = source.id_column
+    limit = source.max_documents
+    on_empty = source.on_empty
     if kind == "bbc_news":
         origin, rows = "bbc_news", enumerate(bbc_news(), start=1)
         text_column, id_column = "text", "id"
@@ -29,11 +32,11 @@ def load_documents(source: Any, report: DropReport | None = None) -> list[dict]:
         origin, rows = "chatterbot", enumerate(chatterbot_dialogues(), start=1)
         text_column, id_column = "text", "id"
     elif kind == "file":
-        origin = str(get_field(source, "path"))
-        rows = read_records(origin, get_field(source, "format", "auto"), text_column)
+        origin = str(source.path)
+        rows = read_records(origin, source.format, text_column)
     elif kind == "hf":
-        origin = f"hf:{get_field(source, 'path')}"
-        rows = read_hf_dataset(get_field(source, "path"), get_field(source, "hf_split", "train"), get_field(source, "hf_config"))
+        origin = f"hf:{source.path}"
+        rows = read_hf_dataset(source.path, source.hf_split, source.hf_config)
     else:
         raise DataError(f"data.source.kind={kind!r} is not known; use bbc_news, chatterbot, file or hf")
     report = report if report is not None else DropReport(origin)

@@ -20,26 +20,26 @@ so that both responses keep their tails, or dropped/refused with ``too_long=drop
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rlhf.data.readers import DataError, DropReport
+from rlhf.config.common import FeedbackColumnsConf, FeedbackPolicyConf
+from rlhf.config.fields import as_config
+from rlhf.data.readers import DropReport
+from rlhf.errors import DataError
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 RATING_FIELDS = ("prompt", "response", "rating")
-DEFAULT_POLICY = {"empty": "drop", "identical": "drop", "nonfinite": "drop", "out_of_range": "error",
-                  "too_long": "truncate_prompt", "identical_after_truncation": "drop"}
 
 
 class Policy:
     """What to do with each malformed case; ``strict`` turns every drop into an error."""
 
-    def __init__(self, policy: Mapping[str, str] | None = None, strict: bool = False):
-        self.rules = {**DEFAULT_POLICY, **(policy or {})}
-        unknown = set(self.rules) - set(DEFAULT_POLICY)
-        if unknown:
-            raise DataError(f"data.policy has unknown keys {sorted(unknown)}; known: {', '.join(DEFAULT_POLICY)}")
+    def __init__(self, policy: Any = None, strict: bool = False):
+        """``policy``: ``data.policy`` (``FeedbackPolicyConf`` or a partial mapping; unset cases take its defaults)."""
+        self.rules = dataclasses.asdict(as_config(FeedbackPolicyConf, policy))
         self.strict = strict
 
     def handle(self, reason: str, where: str, message: str, report: DropReport) -> None:
@@ -70,7 +70,7 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def validate_records(rows, kind: str, columns: Mapping[str, str], origin: str, policy: Policy,
+def validate_records(rows, kind: str, columns: Any, origin: str, policy: Policy,
                      report: DropReport, rating_range: Sequence[float] | None = None) -> list[dict]:
     """Clean records ``{"prompt", "chosen", "rejected", "margin"?}`` or ``{"prompt", "response", "rating"}``.
 
@@ -78,7 +78,8 @@ def validate_records(rows, kind: str, columns: Mapping[str, str], origin: str, p
     ``rating_range`` (``[low, high]``, optional) is the scale every rating must lie on.
     """
     fields = PAIR_FIELDS if kind == "pairs" else RATING_FIELDS
-    col = {f: columns.get(f, f) for f in (*fields, "margin")}
+    names = as_config(FeedbackColumnsConf, columns)
+    col = {f: getattr(names, f) for f in (*fields, "margin")}
     clean = []
     for row, record in rows:
         where = f"{origin}, row {row}"

@@ -14,13 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rlhf.errors import DataError
+
 FORMATS = ("jsonl", "csv", "parquet", "txt")
 SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "csv",
             ".parquet": "parquet", ".pq": "parquet", ".txt": "txt"}
-
-
-class DataError(ValueError):
-    """Bad input data. The message names the file (or dataset), the row and the column, and says how to fix it."""
 
 
 class DropReport:

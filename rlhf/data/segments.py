@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from rlhf.data.readers import DataError
+from rlhf.errors import DataError
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 

@@ -17,8 +17,10 @@ from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from rlhf.data.readers import DataError
-from rlhf.utils.fields import get_field, missing_local_dir
+from rlhf.config.common import TokenizerConf
+from rlhf.config.fields import as_config
+from rlhf.errors import DataError
+from rlhf.utils.fields import missing_local_dir
 
 BERT_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
                  "mask_token": "[MASK]"}
@@ -98,8 +100,9 @@ def _wordpiece_vocabulary(tok, texts: Sequence[str], size: int, min_frequency: i
 
 
 def tokenizer_cache_key(texts: Sequence[str], spec: Any) -> str:
+    spec = as_config(TokenizerConf, spec)
     digest = hashlib.sha256()
-    settings = {k: get_field(spec, k) for k in ("algorithm", "vocab_size", "min_frequency", "lowercase")}
+    settings = {k: getattr(spec, k) for k in ("algorithm", "vocab_size", "min_frequency", "lowercase")}
     digest.update(json.dumps({"format": _TOKENIZER_FORMAT, **settings}, sort_keys=True).encode())
     for text in texts:
         digest.update(hashlib.sha1(text.encode()).digest())
@@ -108,15 +111,16 @@ def tokenizer_cache_key(texts: Sequence[str], spec: Any) -> str:
 
 def build_tokenizer(spec: Any, texts: Sequence[str] | None, cache_dir: str | os.PathLike | None
                     ) -> PreTrainedTokenizerBase:
-    """The tokenizer a model config asks for (``rlhf.config.TokenizerConf``).
+    """The tokenizer a model config asks for (``rlhf.config.common.TokenizerConf``, or a partial mapping).
 
     ``kind=train``: fit on ``texts`` (capped at ``max_training_documents``), cached under ``cache_dir`` by a hash of
     the texts and settings; a cache entry is written to a temporary directory and renamed into place, so a crash never
     leaves a half-written tokenizer. ``kind=pretrained``: ``AutoTokenizer.from_pretrained(name_or_path)``.
     """
-    kind = get_field(spec, "kind", "train")
+    spec = as_config(TokenizerConf, spec)
+    kind = spec.kind
     if kind == "pretrained":
-        name = get_field(spec, "name_or_path")
+        name = spec.name_or_path
         missing = missing_local_dir(name, "model.tokenizer.name_or_path")
         if missing:
             raise DataError(missing)
@@ -127,7 +131,7 @@ def build_tokenizer(spec: Any, texts: Sequence[str] | None, cache_dir: str | os.
                             f"Pass a local directory written by save_pretrained.") from err
     if not texts:
         raise DataError("cannot train a tokenizer on an empty corpus")
-    limit = get_field(spec, "max_training_documents")
+    limit = spec.max_training_documents
     texts = list(texts[:limit] if limit else texts)
     if cache_dir is None:
         return _train_from_spec(texts, spec)
@@ -158,5 +162,5 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, target: str | os.PathLike
 
 
 def _train_from_spec(texts: list[str], spec: Any) -> PreTrainedTokenizerFast:
-    return train_tokenizer(texts, get_field(spec, "algorithm", "wordpiece"), int(get_field(spec, "vocab_size", 2048)),
-                           int(get_field(spec, "min_frequency", 2)), bool(get_field(spec, "lowercase", True)))
+    return train_tokenizer(texts, spec.algorithm, int(spec.vocab_size),
+                           int(spec.min_frequency), bool(spec.lowercase))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -16,23 +15,16 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
+from transformers import AutoTokenizer
 
-from rlhf.data.documents import load_documents, split_documents
-from rlhf.data.readers import DataError, DropReport
+from rlhf.config.common import BackboneConf, TokenizerConf
+from rlhf.config.fields import as_config, to_plain
+from rlhf.data.documents import load_documents, split_documents, split_of
+from rlhf.data.readers import DropReport
 from rlhf.data.sampling import ResumableSampler
 from rlhf.data.tokenizer import build_tokenizer
-
-
-def _plain(cfg: Any) -> Any:
-    """OmegaConf nodes to plain Python containers (checkpoints and hparams hold only primitives)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(cfg, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return cfg
+from rlhf.errors import DataError
+from rlhf.utils.reliability import NonFiniteGuard
 
 
 def _digest64(*parts: Any) -> bytes:
@@ -57,16 +49,16 @@ class TextDataModule(pl.LightningDataModule):
     Subclasses turn ``self.splits[name]`` into datasets in :meth:`build_dataset` and say how to batch them.
     """
 
-    def __init__(self, source: Mapping, split: Mapping, loader: Mapping, tokenizer: Mapping, cache_dir: str,
-                 seed: int = 0):
+    schema: type  # the data.* schema this DataModule reads (``rlhf/methods/<method>/config.py``)
+
+    def __init__(self, cfg: Any, tokenizer: Any, seed: int):
+        """``cfg``: the ``data`` settings (a ``schema`` object or a mapping; keys it leaves out take the schema's
+        defaults); ``tokenizer``: ``model.tokenizer`` (``TokenizerConf``); ``seed``: the run's seed."""
         super().__init__()
-        self.source = _plain(source)
-        self.split_cfg = _plain(split)
-        self.loader_cfg = _plain(loader)
-        self.tokenizer_spec = _plain(tokenizer)
-        self.cache_dir = cache_dir
+        self.cfg = as_config(self.schema, cfg, "data")
+        self.tokenizer_spec = as_config(TokenizerConf, tokenizer, "model.tokenizer")
         self.seed = seed
-        self.report = DropReport(str(self.source.get("path") or self.source.get("kind")))
+        self.report = DropReport(str(self.cfg.source.path or self.cfg.source.kind))
         self.datasets: dict[str, Any] = {}
         self._resume: tuple[int, int] | None = None
         self._train_sampler: ResumableSampler | None = None
@@ -74,13 +66,18 @@ class TextDataModule(pl.LightningDataModule):
     # ---- documents and tokenizer --------------------------------------------------------------------------------
     @cached_property
     def splits(self) -> dict[str, list[dict]]:
-        documents = load_documents(self.source, self.report)
-        splits = split_documents(documents, self.split_cfg.get("salt", "rlhf"),
-                                 float(self.split_cfg.get("val_fraction", 0.05)),
-                                 float(self.split_cfg.get("test_fraction", 0.05)))
+        documents = load_documents(self.cfg.source, self.report)
+        split = self.cfg.split
+        splits = split_documents(documents, split.salt, split.val_fraction, split.test_fraction)
         rank_zero_info(f"[data] {self.report.summary()}; split train/val/test = "
                        + "/".join(str(len(splits[s])) for s in ("train", "val", "test")) + " documents")
         return splits
+
+    def split_of(self, key: str) -> str:
+        """The split (train/val/test) of a document or prompt, by a hash of ``data.split.salt`` and ``key``: the same
+        on every machine and run, and a record never moves when others are added."""
+        split = self.cfg.split
+        return split_of(key, split.salt, split.val_fraction, split.test_fraction)
 
     def tokenizer_texts(self) -> list[str]:
         """The texts a tokenizer is trained on (``model.tokenizer.kind=train``): the training split."""
@@ -88,8 +85,8 @@ class TextDataModule(pl.LightningDataModule):
 
     @cached_property
     def tokenizer(self):
-        texts = self.tokenizer_texts() if self.tokenizer_spec.get("kind") == "train" else None
-        return build_tokenizer(self.tokenizer_spec, texts, self.cache_dir)
+        texts = self.tokenizer_texts() if self.tokenizer_spec.kind == "train" else None
+        return build_tokenizer(self.tokenizer_spec, texts, self.cfg.cache_dir)
 
     def data_metrics(self) -> dict[str, float]:
         """Counts worth logging once per run (kept and dropped records, sizes of the datasets)."""
@@ -119,7 +116,7 @@ class TextDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._world()
-        batch_size = int(self.loader_cfg.get("batch_size", 32))
+        batch_size = self.cfg.loader.batch_size
         dataset = self.datasets["train"]
         if len(dataset) < batch_size * world:
             raise DataError(f"the train split has {len(dataset)} samples, fewer than one global batch "
@@ -137,7 +134,7 @@ class TextDataModule(pl.LightningDataModule):
         if len(dataset) < world:
             raise DataError(f"the {split} split has {len(dataset)} samples, fewer than the {world} ranks that share it; "
                             f"add data, raise data.split.{split}_fraction, or use fewer devices")
-        batch_size = int(self.loader_cfg.get("eval_batch_size") or self.loader_cfg.get("batch_size", 32))
+        batch_size = self.cfg.loader.eval_batch_size or self.cfg.loader.batch_size
         sampler = ResumableSampler(len(dataset), batch_size=batch_size, seed=self.seed, shuffle=False, rank=rank,
                                    world_size=world, drop_tail=False)
         return self._loader(dataset, sampler=sampler, batch_size=batch_size, drop_last=False)
@@ -149,11 +146,11 @@ class TextDataModule(pl.LightningDataModule):
         return self._eval_loader("test")
 
     def _loader(self, dataset, **kwargs) -> DataLoader:
-        workers = int(self.loader_cfg.get("num_workers", 0))
+        workers = self.cfg.loader.num_workers
         # A private generator: creating the loader's iterator must not consume the global RNG (dropout's), or a
         # resumed run would drift from an uninterrupted one.
         return DataLoader(dataset, collate_fn=self.collate, num_workers=workers,
-                          pin_memory=bool(self.loader_cfg.get("pin_memory", False)),
+                          pin_memory=self.cfg.loader.pin_memory,
                           persistent_workers=workers > 0, generator=torch.Generator().manual_seed(self.seed),
                           **kwargs)
 
@@ -171,26 +168,39 @@ class TextDataModule(pl.LightningDataModule):
 
 
 class TrainableModule(pl.LightningModule):
-    """AdamW + warm-up/decay schedule from the method config, RNG state in checkpoints, and HF export.
+    """The spine of every method: settings, tokenizer, optimiser and schedule, RNG state in checkpoints, HF export.
 
-    Subclasses build ``self.model`` (a ``transformers`` model) and ``self.tokenizer`` in ``__init__`` from primitive
-    arguments, so ``load_from_checkpoint`` works without the config.
-
-    Subclasses take the optimisation settings of ``rlhf.config.OptimConf`` as constructor arguments and call
-    ``self.save_hyperparameters()``; :meth:`configure_optimizers` reads them from ``self.hparams``.
+    ``cfg`` is the ``method`` settings (a ``schema`` object or a mapping; keys it leaves out take the schema's
+    defaults), ``model`` the backbone settings (``BackboneConf``) and ``tokenizer_dir`` the tokenizer saved by the
+    entry point. All three are saved as plain hyperparameters, so ``load_from_checkpoint`` rebuilds the module from
+    its checkpoint alone. Subclasses build ``self.model`` (a ``transformers`` model) after ``super().__init__``.
     """
+
+    schema: type  # the method.* schema this module reads (``rlhf/methods/<method>/config.py``)
+
+    def __init__(self, cfg: Any, model: Any, tokenizer_dir: str):
+        super().__init__()
+        self.cfg = as_config(self.schema, cfg, "method")
+        self.model_cfg = as_config(BackboneConf, model, "model")
+        self.save_hyperparameters({"cfg": to_plain(self.cfg), "model": to_plain(self.model_cfg),
+                                   "tokenizer_dir": str(tokenizer_dir)})
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
 
     # ---- optimisation --------------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer = adamw(self.named_parameters(), hp.lr, hp)
+        cfg = self.cfg
+        optimizer = adamw(self.named_parameters(), cfg.lr, cfg)
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        schedule = lr_schedule(hp.scheduler, hp.warmup_steps, total, hp.min_lr_ratio)
+        schedule = lr_schedule(cfg.scheduler, cfg.warmup_steps, total, cfg.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ---- the non-finite guard ------------------------------------------------------------------------------------
-    nonfinite_guard = None  # a rlhf.utils.reliability.NonFiniteGuard, set by the entry point
+    @property
+    def nonfinite_guard(self) -> NonFiniteGuard | None:
+        """The run's :class:`NonFiniteGuard` (``callbacks.nonfinite``), found among the trainer's callbacks."""
+        trainer = self._trainer
+        return next((c for c in trainer.callbacks if isinstance(c, NonFiniteGuard)), None) if trainer else None
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
         """Forward and backward (the closure), then the optimizer step only if the loss and every gradient are finite

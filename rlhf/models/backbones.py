@@ -15,12 +15,10 @@ from transformers import (
     RoFormerForSequenceClassification,
 )
 
-from rlhf.utils.fields import get_field, missing_local_dir
-
-
-class ModelError(ValueError):
-    """A model that cannot be built or does not fit its tokenizer; the message says which key to change."""
-
+from rlhf.config.common import BackboneConf
+from rlhf.config.fields import as_config
+from rlhf.errors import ModelError
+from rlhf.utils.fields import missing_local_dir
 
 # Encoders built from config: the HF classes per architecture. RoFormer is BERT with rotary position embeddings
 # (Su et al. 2021): the same blocks, relative positions, and an embedding_size that must be given.
@@ -31,15 +29,16 @@ ENCODERS = {
 
 
 def encoder_config(cfg: Any, tokenizer, **extra):
+    cfg = as_config(BackboneConf, cfg)
     """The ``model.arch`` encoder's HF config from the backbone sizes (``extra``: e.g. ``num_labels=1``)."""
-    arch = get_field(cfg, "arch", "bert")
+    arch = cfg.arch
     if arch == "roformer":
-        extra.setdefault("embedding_size", get_field(cfg, "hidden_size"))
+        extra.setdefault("embedding_size", cfg.hidden_size)
     return ENCODERS[arch][0](
-        vocab_size=len(tokenizer), hidden_size=get_field(cfg, "hidden_size"), num_hidden_layers=get_field(cfg, "num_layers"),
-        num_attention_heads=get_field(cfg, "num_heads"), intermediate_size=get_field(cfg, "intermediate_size"),
-        max_position_embeddings=get_field(cfg, "max_position_embeddings"), hidden_dropout_prob=get_field(cfg, "dropout"),
-        attention_probs_dropout_prob=get_field(cfg, "attention_dropout"), pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.max_position_embeddings, hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.attention_dropout, pad_token_id=tokenizer.pad_token_id,
         type_vocab_size=2, **extra)
 
 
@@ -78,13 +77,14 @@ def check_vocab(model: PreTrainedModel, tokenizer, name: str) -> None:
 
 
 def build_masked_lm(cfg: Any, tokenizer) -> PreTrainedModel:
+    cfg = as_config(BackboneConf, cfg)
     """A masked-LM: ``BertForMaskedLM`` or ``RoFormerForMaskedLM`` from the config sizes, or any ``AutoModelForMaskedLM`` checkpoint."""
-    if get_field(cfg, "source") == "pretrained":
-        name = get_field(cfg, "name_or_path")
-        model = _from_pretrained(AutoModelForMaskedLM, name, bool(get_field(cfg, "random_init", False)))
+    if cfg.source == "pretrained":
+        name = cfg.name_or_path
+        model = _from_pretrained(AutoModelForMaskedLM, name, bool(cfg.random_init))
         check_vocab(model, tokenizer, name)
         return model
-    arch = get_field(cfg, "arch", "bert")
+    arch = cfg.arch
     if arch not in ENCODERS:
         raise ModelError(f"model.arch={arch!r} cannot do masked-LM; use model.arch=roformer or model.arch=bert")
     if tokenizer.mask_token_id is None:

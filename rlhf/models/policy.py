@@ -11,9 +11,11 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM, GPT2LMHeadModel, PreTrainedModel
 
-from rlhf.models.backbones import ModelError, _from_pretrained, check_vocab
+from rlhf.config.common import BackboneConf
+from rlhf.config.fields import as_config
+from rlhf.errors import ModelError
+from rlhf.models.backbones import _from_pretrained, check_vocab
 from rlhf.models.reward import gpt2_config
-from rlhf.utils.fields import get_field
 
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # GPT2LMHeadModel, LlamaForCausalLM, GPTNeoXForCausalLM, ...
 
@@ -44,8 +46,9 @@ def build_causal_lm(cfg: Any, tokenizer, new_tokens: list[str] | None = None,
     mean of the other rows plus N(0, new_token_noise^2) noise (0.01 in Korbak et al.), so they are not over-sampled before training (Korbak et al.);
     a pretrained model's embeddings are resized for them first.
     """
-    if get_field(cfg, "source") == "pretrained":
-        check_causal(get_field(cfg, "name_or_path"))
+    cfg = as_config(BackboneConf, cfg)
+    if cfg.source == "pretrained":
+        check_causal(cfg.name_or_path)
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ModelError("the policy's tokenizer needs a pad token distinct from EOS (padding would otherwise hide "
                          "real EOS tokens and shift where rewards and values are read); add one, e.g. "
@@ -53,17 +56,17 @@ def build_causal_lm(cfg: Any, tokenizer, new_tokens: list[str] | None = None,
     if tokenizer.eos_token_id is None:
         raise ModelError("the policy's tokenizer has no EOS token; responses could never end")
     new_ids = [tokenizer.convert_tokens_to_ids(t) for t in new_tokens or []]
-    if get_field(cfg, "source") == "pretrained":
-        name = get_field(cfg, "name_or_path")
-        model = _from_pretrained(AutoModelForCausalLM, name, bool(get_field(cfg, "random_init", False)))
+    if cfg.source == "pretrained":
+        name = cfg.name_or_path
+        model = _from_pretrained(AutoModelForCausalLM, name, bool(cfg.random_init))
         rows = model.get_input_embeddings().weight.shape[0]
         if new_ids and len(tokenizer) > rows and all(i >= rows for i in new_ids) and rows + len(new_ids) >= len(
                 tokenizer):
             model.resize_token_embeddings(len(tokenizer))
         check_vocab(model, tokenizer, name)
         model.config.pad_token_id = tokenizer.pad_token_id
-    elif get_field(cfg, "arch") != "gpt2":
-        raise ModelError(f"model.arch={get_field(cfg, 'arch')!r} is not a causal LM; use model=tiny_gpt2 "
+    elif cfg.arch != "gpt2":
+        raise ModelError(f"model.arch={cfg.arch!r} is not a causal LM; use model=tiny_gpt2 "
                          f"(model.arch=gpt2) or model=pretrained with a causal LM")
     else:
         model = GPT2LMHeadModel(gpt2_config(cfg, tokenizer))

@@ -20,16 +20,19 @@ from transformers import (
     PreTrainedModel,
 )
 
-from rlhf.models.backbones import ENCODERS, ModelError, _from_pretrained, check_vocab, encoder_config
-from rlhf.utils.fields import get_field
+from rlhf.config.common import BackboneConf
+from rlhf.config.fields import as_config
+from rlhf.errors import ModelError
+from rlhf.models.backbones import ENCODERS, _from_pretrained, check_vocab, encoder_config
 
 
 def gpt2_config(cfg: Any, tokenizer, **extra) -> GPT2Config:
+    cfg = as_config(BackboneConf, cfg)
     return GPT2Config(
-        vocab_size=len(tokenizer), n_embd=get_field(cfg, "hidden_size"), n_layer=get_field(cfg, "num_layers"),
-        n_head=get_field(cfg, "num_heads"), n_inner=get_field(cfg, "intermediate_size"),
-        n_positions=get_field(cfg, "max_position_embeddings"), resid_pdrop=get_field(cfg, "dropout"),
-        embd_pdrop=get_field(cfg, "dropout"), attn_pdrop=get_field(cfg, "attention_dropout"),
+        vocab_size=len(tokenizer), n_embd=cfg.hidden_size, n_layer=cfg.num_layers,
+        n_head=cfg.num_heads, n_inner=cfg.intermediate_size,
+        n_positions=cfg.max_position_embeddings, resid_pdrop=cfg.dropout,
+        embd_pdrop=cfg.dropout, attn_pdrop=cfg.attention_dropout,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, **extra)
 
@@ -60,8 +63,9 @@ def init_reward_head(model: PreTrainedModel) -> None:
 def build_reward_model(cfg: Any, tokenizer) -> PreTrainedModel:
     """One-output sequence classifier from the backbone config, or from any checkpoint (an MLM export, a hub
     encoder or causal LM, or an earlier reward model, whose head is then kept)."""
-    if get_field(cfg, "source") == "pretrained":
-        name = get_field(cfg, "name_or_path")
+    cfg = as_config(BackboneConf, cfg)
+    if cfg.source == "pretrained":
+        name = cfg.name_or_path
         already_reward_model = False
         try:
             from transformers import AutoConfig
@@ -70,7 +74,7 @@ def build_reward_model(cfg: Any, tokenizer) -> PreTrainedModel:
             already_reward_model = any(a.endswith("ForSequenceClassification") for a in architectures)
         except Exception:  # reported by the load below
             pass
-        random_init = bool(get_field(cfg, "random_init", False))
+        random_init = bool(cfg.random_init)
         model = _from_pretrained(AutoModelForSequenceClassification, name, random_init, num_labels=1)
         already_reward_model = already_reward_model and not random_init
         check_vocab(model, tokenizer, name)
@@ -78,11 +82,11 @@ def build_reward_model(cfg: Any, tokenizer) -> PreTrainedModel:
             model.config.pad_token_id = tokenizer.pad_token_id
         if not already_reward_model:
             init_reward_head(model)
-    elif get_field(cfg, "arch") == "gpt2":
+    elif cfg.arch == "gpt2":
         model = GPT2ForSequenceClassification(gpt2_config(cfg, tokenizer, num_labels=1))
         init_reward_head(model)
     else:
-        model = ENCODERS[get_field(cfg, "arch", "bert")][2](encoder_config(cfg, tokenizer, num_labels=1))
+        model = ENCODERS[cfg.arch][2](encoder_config(cfg, tokenizer, num_labels=1))
         init_reward_head(model)
     if is_causal(model) and tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ModelError("a causal reward model needs a pad token distinct from EOS (the score is read at the last "

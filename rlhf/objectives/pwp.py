@@ -103,3 +103,14 @@ def expected_max(scores: torch.Tensor, k: int) -> float:
     if n == 0:
         return float(scores.max()) if scores.numel() else float("nan")
     return float(scores[:n].view(-1, k).max(-1).values.mean())
+
+
+def is_misaligned(scores: torch.Tensor | float, threshold: float, sense: str):
+    """The one rule for "misaligned" (``data.scores.sense``): ``sense=misalignment``: higher is worse, misaligned iff
+    score > threshold; ``sense=reward``: higher is better, misaligned iff score < threshold."""
+    return scores > threshold if sense == "misalignment" else scores < threshold
+
+
+def to_reward(scores: torch.Tensor, sense: str) -> torch.Tensor:
+    """Scores as rewards (higher is better) whatever their sense."""
+    return -scores if sense == "misalignment" else scores

@@ -8,6 +8,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from rlhf.errors import ScorerError
+
 
 @runtime_checkable
 class Scorer(Protocol):
@@ -18,11 +20,6 @@ class Scorer(Protocol):
 def _check_lengths(prompts: Sequence[str], completions: Sequence[str]) -> None:
     if len(prompts) != len(completions):
         raise ValueError(f"score() got {len(prompts)} prompts but {len(completions)} completions")
-
-
-class ScorerError(RuntimeError):
-    """A scorer raised, or returned something other than one finite float per text. The message names the scorer,
-    where it was called (e.g. the PPO step) and the first offending text."""
 
 
 class CheckedScorer:

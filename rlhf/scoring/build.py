@@ -4,10 +4,11 @@ callable, or a weighted sum of those."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
 from typing import Any
 
-from rlhf.config import ConfigError
+from rlhf.config.common import ScorerConf
+from rlhf.config.fields import as_config
+from rlhf.errors import ConfigError
 from rlhf.scoring.base import CallableScorer, CheckedScorer, Scorer, WeightedSum
 
 
@@ -19,51 +20,55 @@ def _import(target: str, key: str) -> Any:
         raise ConfigError(f"{key}={target!r} cannot be imported ({err}); give 'package.module.function'") from err
 
 
-def build_scorer(spec: Mapping | None, key: str = "method.reward", device: str = "cpu") -> CheckedScorer | None:
-    """``spec`` is a plain dict with ``kind``: gold (``name``), reward_model (``path``, ``normalize``), callable
-    (``target``, ``completion_only``) or weighted_sum (``components``: a list of specs with a ``weight`` each). The
-    scorer comes wrapped in :class:`CheckedScorer`: its output is checked (type, length, finiteness) at every call."""
-    if spec is None or spec.get("kind") in (None, "none"):
+def build_scorer(spec: Any, key: str = "method.reward", device: str = "cpu") -> CheckedScorer | None:
+    """``spec`` is a ``ScorerConf`` (or a partial mapping of one) with ``kind``: gold (``name``), reward_model
+    (``path``, ``normalize``), callable (``target``, ``completion_only``) or weighted_sum (``components``: a list of
+    scorer specs with a ``weight`` each). The scorer comes wrapped in :class:`CheckedScorer`: its output is checked
+    (type, length, finiteness) at every call."""
+    if spec is None:
+        return None
+    try:
+        spec = as_config(ScorerConf, spec)
+    except Exception as err:  # an unknown key or a wrong type in a scorer spec (e.g. inside components)
+        raise ConfigError(f"{key}: {err}".replace("\n", " ")) from err
+    if spec.kind in (None, "none"):
         return None
     scorer = _build(spec, key, device)
-    detail = spec.get("name") if spec["kind"] == "gold" else spec.get("target") or spec.get("path")
-    return CheckedScorer(scorer, f"{key} (kind={spec['kind']}{', ' + str(detail) if detail else ''})")
+    detail = spec.name if spec.kind == "gold" else spec.target or spec.path
+    return CheckedScorer(scorer, f"{key} (kind={spec.kind}{', ' + str(detail) if detail else ''})")
 
 
-def _build(spec: Mapping, key: str, device: str) -> Scorer:
-    kind = spec["kind"]
+def _build(spec: ScorerConf, key: str, device: str) -> Scorer:
+    kind = spec.kind
     if kind == "gold":
         from rlhf.scoring.gold import gold_scorer
 
         try:
-            return gold_scorer(spec.get("name") or "vader")
+            return gold_scorer(spec.name)
         except ValueError as err:
             raise ConfigError(f"{key}.name: {err}") from err
     if kind == "reward_model":
         from rlhf.scoring.reward_model import RewardModelScorer
 
-        path = spec.get("path")
-        if not path:
+        if not spec.path:
             raise ConfigError(f"{key}.kind=reward_model needs {key}.path (a reward-model run's export/ directory)")
         try:
-            return RewardModelScorer(path, batch_size=int(spec.get("batch_size") or 64),
-                                     normalize=bool(spec.get("normalize", True)), device=device)
+            return RewardModelScorer(spec.path, batch_size=spec.batch_size, normalize=spec.normalize, device=device)
         except OSError as err:
-            raise ConfigError(f"{key}.path={path!r} is not a reward-model export ({err})") from err
+            raise ConfigError(f"{key}.path={spec.path!r} is not a reward-model export ({err})") from err
     if kind == "callable":
-        target = spec.get("target")
-        if not target:
+        if not spec.target:
             raise ConfigError(f"{key}.kind=callable needs {key}.target ('package.module.function')")
-        fn = _import(target, f"{key}.target")
+        fn = _import(spec.target, f"{key}.target")
         if isinstance(fn, type):  # a Scorer class: instantiate it without arguments
             fn = fn()
         if hasattr(fn, "score"):
             return fn
-        return CallableScorer(fn, completion_only=bool(spec.get("completion_only", True)))
+        return CallableScorer(fn, completion_only=spec.completion_only)
     if kind == "weighted_sum":
-        components = list(spec.get("components") or [])
-        if not components:
+        if not spec.components:
             raise ConfigError(f"{key}.kind=weighted_sum needs {key}.components (a list of scorers with weights)")
-        scorers = [build_scorer(c, f"{key}.components[{i}]", device) for i, c in enumerate(components)]
-        return WeightedSum(scorers, [float(c.get("weight", 1.0)) for c in components])
+        parts = [(build_scorer(c, f"{key}.components[{i}]", device), as_config(ScorerConf, c).weight)
+                 for i, c in enumerate(spec.components)]
+        return WeightedSum([scorer for scorer, _ in parts], [weight for _, weight in parts])
     raise ConfigError(f"{key}.kind={kind!r} is not known; use gold, reward_model, callable or weighted_sum")

@@ -16,9 +16,6 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-METHODS = {"MaskedLMModule": "mlm", "RewardModelModule": "reward", "PPOModule": "ppo",
-           "PreferenceWeightedLMModule": "pwp"}
-
 
 def run_config(run_dir: str | Path) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.load(Path(run_dir) / "config_resolved.yaml"))
@@ -26,7 +23,9 @@ def run_config(run_dir: str | Path) -> dict[str, Any]:
 
 def method_of(run_dir: str | Path) -> str:
     target = run_config(run_dir)["method"]["_target_"]
-    return METHODS.get(target.rsplit(".", 1)[-1], target)
+    from rlhf.config.registry import METHOD_OF_MODULE
+
+    return METHOD_OF_MODULE.get(target.rsplit(".", 1)[-1], target)
 
 
 def find_runs(root: str | Path, method: str | None = None) -> list[Path]:

@@ -17,7 +17,8 @@ from lightning.pytorch.callbacks import (
 )
 from omegaconf import DictConfig, OmegaConf
 
-from rlhf.config import ConfigError
+from rlhf.errors import ConfigError
+from rlhf.utils.reliability import NonFiniteGuard
 
 
 def teardown_distributed(barrier: bool = True) -> None:
@@ -109,6 +110,7 @@ def build_callbacks(cfg: DictConfig, output_dir: Path, optimized_metric: str | N
             raise ConfigError("callbacks.early_stopping_patience needs optimized_metric (the metric to watch)")
         callbacks.append(EarlyStopping(monitor=optimized_metric, mode=ckpt.mode,
                                        patience=cfg.early_stopping_patience))
+    callbacks.append(NonFiniteGuard(cfg.nonfinite.policy, cfg.nonfinite.max_consecutive))
     if cfg.stop_at_step:
         callbacks.append(StopAtStep(cfg.stop_at_step))
     if cfg.sample_ledger:

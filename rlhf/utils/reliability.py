@@ -26,15 +26,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
+from rlhf.errors import NonFiniteError
+
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a job stopped by SIGTERM
-
-
-class Preempted(RuntimeError):
-    """The run stopped on SIGTERM after saving a resumable checkpoint (exit status 143)."""
-
-
-class NonFiniteError(RuntimeError):
-    """A NaN/Inf loss or gradient with ``nonfinite.policy=abort`` (or too many skipped in a row)."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -168,8 +162,10 @@ class Preemption(Callback):
         rank_zero_info(f"[preemption] SIGTERM: stopped at step {trainer.global_step}, saved {path}")
 
 
-class NonFiniteGuard:
-    """The check before each optimizer step (called by the modules). ``policy``: ``abort`` or ``skip``."""
+class NonFiniteGuard(Callback):
+    """The check before each optimizer step (``callbacks.nonfinite``): a callback that the modules find among the
+    trainer's callbacks and call with the loss and gradients (``TrainableModule.nonfinite_guard``); it has no hooks
+    of its own. ``policy``: ``abort`` or ``skip``."""
 
     def __init__(self, policy: str = "abort", max_consecutive: int = 5):
         if policy not in ("abort", "skip"):

@@ -13,13 +13,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rlhf.errors import ResumeError, RunDirError
+
 PACKAGES = ("rlhf", "torch", "lightning", "transformers", "tokenizers", "hydra-core", "omegaconf", "wandb",
             "torchmetrics", "numpy")
 WANDB_ID_FILE = "wandb_run_id.txt"
-
-
-class ResumeError(FileNotFoundError):
-    """``ckpt_path`` names nothing that can be resumed."""
 
 
 def git_state() -> dict[str, Any]:
@@ -185,8 +183,6 @@ def log_samples(trainer: Any, stage: str, rows: list[dict]) -> None:
                              step=trainer.global_step)
 
 
-METHOD_OF_MODULE = {"MaskedLMModule": "mlm", "RewardModelModule": "reward", "PPOModule": "ppo",
-                    "PreferenceWeightedLMModule": "pwp"}
 
 
 def check_checkpoint(path: Path, module: Any) -> None:
@@ -203,6 +199,8 @@ def check_checkpoint(path: Path, module: Any) -> None:
     state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     saved, ours = state.get("rlhf_module"), type(module).__name__
     if saved is not None and saved != ours:
+        from rlhf.config.registry import METHOD_OF_MODULE  # (the registry imports every method, which import this)
+
         raise ResumeError(f"ckpt_path={path} was written by method={METHOD_OF_MODULE.get(saved, saved)} ({saved}); "
                           f"this run is method={METHOD_OF_MODULE.get(ours, ours)}. Resume it with the method that "
                           f"wrote it, or start from its export: model=pretrained model.name_or_path=<its run>/export")
@@ -222,10 +220,6 @@ def check_checkpoint(path: Path, module: Any) -> None:
 
 # ---- one live run per run directory --------------------------------------------------------------------------------
 LOCK_FILE = ".run.lock"
-
-
-class RunDirError(RuntimeError):
-    """The run directory cannot be used: another live run holds it, or it cannot be written."""
 
 
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")

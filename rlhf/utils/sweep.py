@@ -22,11 +22,6 @@ from rlhf.utils.run import write_json
 log = logging.getLogger("rlhf")
 
 
-class JobFailed(RuntimeError):
-    """A sweep job stopped on a user error (config, data, checkpoint): raised instead of ``SystemExit`` so that
-    Hydra records the job as failed and launches the next one."""
-
-
 def _job_record(config: DictConfig, job_return: JobReturn) -> dict[str, Any]:
     hydra_cfg = job_return.hydra_cfg.hydra if job_return.hydra_cfg is not None else None
     record: dict[str, Any] = {

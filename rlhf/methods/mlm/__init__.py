@@ -1,6 +1,7 @@
 """Masked-LM pretraining (BERT-style): ``method=mlm``."""
 
-from rlhf.methods.mlm.datamodule import MaskedLMDataModule
-from rlhf.methods.mlm.module import MaskedLMModule
+from rlhf.methods import lazy_exports
 
-__all__ = ["MaskedLMDataModule", "MaskedLMModule"]
+_CLASSES = {"MaskedLMDataModule": "datamodule", "MaskedLMModule": "module"}
+__all__ = list(_CLASSES)
+__getattr__ = lazy_exports(__name__, _CLASSES)

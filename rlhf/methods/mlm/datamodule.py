@@ -3,31 +3,25 @@ masked dynamically: a new mask each epoch in training, a fixed mask for val/test
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from functools import cached_property
+from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from rlhf.data.packing import pack_documents, truncate_documents
-from rlhf.data.readers import DataError
 from rlhf.data.sampling import EpochIndexed
+from rlhf.errors import DataError
 from rlhf.methods.base import TextDataModule, sample_key
+from rlhf.methods.mlm.config import MLMDataConf
 from rlhf.objectives.mlm import mask_tokens
 
 
 class MaskedLMDataModule(TextDataModule):
-    def __init__(self, source: Mapping, split: Mapping, loader: Mapping, tokenizer: Mapping, cache_dir: str,
-                 block_size: int = 128, packing: bool = True, mask_prob: float = 0.15,
-                 mask_replace_prob: float = 0.8, random_replace_prob: float = 0.1, whole_word_mask: bool = False,
-                 seed: int = 0):
-        super().__init__(source, split, loader, tokenizer, cache_dir, seed)
-        self.block_size = block_size
-        self.packing = packing
-        self.mask_prob = mask_prob
-        self.mask_replace_prob = mask_replace_prob
-        self.random_replace_prob = random_replace_prob
-        self.whole_word_mask = whole_word_mask
+    schema = MLMDataConf
+
+    def __init__(self, cfg: Any, tokenizer: Any, seed: int):
+        super().__init__(cfg, tokenizer, seed)
         self.packing_stats: dict[str, float] = {}
 
     def _special_ids(self) -> list[int]:
@@ -41,21 +35,21 @@ class MaskedLMDataModule(TextDataModule):
         texts = [doc["text"] for doc in self.splits[split]]
         encoded = tok(texts, add_special_tokens=False, return_attention_mask=False)
         word_starts = None
-        if self.whole_word_mask:
+        if self.cfg.whole_word_mask:
             word_starts = []
             for i in range(len(encoded["input_ids"])):
                 words = encoded.word_ids(i)
                 word_starts.append([w is None or j == 0 or w != words[j - 1] for j, w in enumerate(words)])
-        body = self.block_size - 2
-        if self.packing:
+        body = self.cfg.block_size - 2
+        if self.cfg.packing:
             blocks, stats = pack_documents(encoded["input_ids"], body, separator=tok.sep_token_id, flags=word_starts)
         else:
             blocks, stats = truncate_documents(encoded["input_ids"], body, flags=word_starts)
         self.packing_stats.update({f"data/{split}_{k}": float(v) for k, v in stats.items()})
         if not blocks:
-            raise DataError(f"the {split} split gives no {self.block_size}-token block ({stats}); lower "
+            raise DataError(f"the {split} split gives no {self.cfg.block_size}-token block ({stats}); lower "
                             f"data.block_size or add text")
-        rank_zero_info(f"[data] {split}: {len(blocks)} blocks of <= {self.block_size} tokens "
+        rank_zero_info(f"[data] {split}: {len(blocks)} blocks of <= {self.cfg.block_size} tokens "
                        f"({stats['tokens']} tokens, {stats['dropped_tokens']} dropped at block edges)")
         return EpochIndexed(blocks, self._make_transform(split))
 
@@ -79,15 +73,15 @@ class MaskedLMDataModule(TextDataModule):
         specials = torch.tensor(self._special_ids())
         vocab = torch.arange(len(tok))
         return dict(mask_token_id=tok.mask_token_id, random_pool=vocab[~torch.isin(vocab, specials)],
-                    mask_prob=self.mask_prob, mask_replace_prob=self.mask_replace_prob,
-                    random_replace_prob=self.random_replace_prob)
+                    mask_prob=self.cfg.mask_prob, mask_replace_prob=self.cfg.mask_replace_prob,
+                    random_replace_prob=self.cfg.random_replace_prob)
 
     def collate(self, samples: list[dict]) -> dict[str, torch.Tensor]:
         """Pad, then mask the whole batch at once; each row's mask is a function of its sample key only."""
         length = max(len(s["input_ids"]) for s in samples)
         input_ids = torch.full((len(samples), length), self.tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
-        word_starts = torch.ones((len(samples), length), dtype=torch.bool) if self.whole_word_mask else None
+        word_starts = torch.ones((len(samples), length), dtype=torch.bool) if self.cfg.whole_word_mask else None
         for row, sample in enumerate(samples):
             n = len(sample["input_ids"])
             input_ids[row, :n] = sample["input_ids"]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torchmetrics import Metric
-from transformers import AutoTokenizer
 
-from rlhf.methods.base import TrainableModule, _plain
+from rlhf.methods.base import TrainableModule
+from rlhf.methods.mlm.config import MLMMethodConf
 from rlhf.models.backbones import build_masked_lm
 from rlhf.objectives.mlm import masked_lm_loss, masked_lm_sums
 
@@ -38,19 +38,13 @@ class MaskedTokenMetrics(Metric):
 
 
 class MaskedLMModule(TrainableModule):
-    """Masked-LM pretraining. ``model`` is a backbone config (``rlhf.config.BackboneConf``) and ``tokenizer_dir`` a
-    directory holding the tokenizer (saved by the entry point), so the module is rebuilt from its checkpoint alone."""
+    """Masked-LM pretraining of a tiny config model or any pretrained encoder (``method=mlm``)."""
 
-    def __init__(self, model: Mapping, tokenizer_dir: str, lr: float = 1e-3, weight_decay: float = 0.01,
-                 betas: tuple = (0.9, 0.999), eps: float = 1e-8, warmup_steps: int = 0, scheduler: str = "linear",
-                 min_lr_ratio: float = 0.0):
-        super().__init__()
-        model = _plain(model)
-        self.save_hyperparameters({"model": model, "tokenizer_dir": str(tokenizer_dir), "lr": lr,
-                                   "weight_decay": weight_decay, "betas": list(betas), "eps": eps,
-                                   "warmup_steps": warmup_steps, "scheduler": scheduler, "min_lr_ratio": min_lr_ratio})
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-        self.model = build_masked_lm(model, self.tokenizer)
+    schema = MLMMethodConf
+
+    def __init__(self, cfg: Any, model: Any, tokenizer_dir: str):
+        super().__init__(cfg, model, tokenizer_dir)
+        self.model = build_masked_lm(self.model_cfg, self.tokenizer)
         self.val_metrics = MaskedTokenMetrics()
         self.test_metrics = MaskedTokenMetrics()
 

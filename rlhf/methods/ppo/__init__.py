@@ -1,6 +1,7 @@
 """PPO: ``method=ppo`` (with ``data=prompts`` and a causal-LM ``model``)."""
 
-from rlhf.methods.ppo.datamodule import PromptDataModule
-from rlhf.methods.ppo.module import PPOModule
+from rlhf.methods import lazy_exports
 
-__all__ = ["PPOModule", "PromptDataModule"]
+_CLASSES = {"PPOModule": "module", "PromptDataModule": "datamodule"}
+__all__ = list(_CLASSES)
+__getattr__ = lazy_exports(__name__, _CLASSES)

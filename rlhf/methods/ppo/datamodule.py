@@ -3,15 +3,16 @@ prompt column, split by document so evaluation prompts come from texts never tra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from rlhf.data.readers import DataError
 from rlhf.data.sampling import EpochIndexed
 from rlhf.data.simulated_feedback import sentences
+from rlhf.errors import DataError
 from rlhf.methods.base import TextDataModule
+from rlhf.methods.ppo.config import PromptDataConf
 from rlhf.models.policy import left_pad
 
 
@@ -21,27 +22,23 @@ class PromptDataModule(TextDataModule):
     ``{"prompt": ...}`` with ``data.source.text_column=prompt``). Prompts longer than ``max_prompt_tokens`` keep their
     end (the words the response continues)."""
 
-    def __init__(self, source: Mapping, split: Mapping, loader: Mapping, tokenizer: Mapping, cache_dir: str,
-                 prompt_from: str = "sentences", prompt_words: int = 8, max_prompts_per_document: int = 4,
-                 max_prompt_tokens: int = 32, seed: int = 0):
-        super().__init__(source, split, loader, tokenizer, cache_dir, seed)
-        self.prompt_from = prompt_from
-        self.prompt_words = prompt_words
-        self.max_prompts_per_document = max_prompts_per_document
-        self.max_prompt_tokens = max_prompt_tokens
+    schema = PromptDataConf
+
+    def __init__(self, cfg: Any, tokenizer: Any, seed: int):
+        super().__init__(cfg, tokenizer, seed)
         self.truncated: dict[str, int] = {}
 
     def prompts(self, split: str) -> list[str]:
         out = []
         for doc in self.splits[split]:
-            if self.prompt_from == "rows":
+            if self.cfg.prompt_from == "rows":
                 out.append(doc["text"])
                 continue
-            for sentence in sentences(doc["text"], min_words=self.prompt_words + 2)[:self.max_prompts_per_document]:
-                out.append(" ".join(sentence.split()[:self.prompt_words]))
+            for sentence in sentences(doc["text"], min_words=self.cfg.prompt_words + 2)[:self.cfg.max_prompts_per_document]:
+                out.append(" ".join(sentence.split()[:self.cfg.prompt_words]))
         if not out:
-            raise DataError(f"no prompts in the {split} split: data.prompt_from={self.prompt_from} found none "
-                            f"(sentences need more than data.prompt_words={self.prompt_words} words)")
+            raise DataError(f"no prompts in the {split} split: data.prompt_from={self.cfg.prompt_from} found none "
+                            f"(sentences need more than data.prompt_words={self.cfg.prompt_words} words)")
         return out
 
     def build_dataset(self, split: str) -> EpochIndexed:
@@ -51,11 +48,11 @@ class PromptDataModule(TextDataModule):
         start = [tok.bos_token_id] if tok.bos_token_id is not None else [tok.eos_token_id]
         rows, truncated = [], 0
         for row in ids:
-            if len(row) > self.max_prompt_tokens:
-                row, truncated = row[-self.max_prompt_tokens:], truncated + 1
+            if len(row) > self.cfg.max_prompt_tokens:
+                row, truncated = row[-self.cfg.max_prompt_tokens:], truncated + 1
             rows.append(row or start)  # an empty prompt (unconditional sampling) starts from BOS
         self.truncated[split] = truncated
-        rank_zero_info(f"[data] {split}: {len(rows)} prompts ({truncated} cut to their last {self.max_prompt_tokens} "
+        rank_zero_info(f"[data] {split}: {len(rows)} prompts ({truncated} cut to their last {self.cfg.max_prompt_tokens} "
                        f"tokens)")
         items = list(zip(texts, rows))
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
-from transformers import AutoTokenizer
 
-from rlhf.config import ConfigError
-from rlhf.methods.base import TrainableModule, _plain, adamw, lr_schedule, stable_seed
+from rlhf.errors import ConfigError
+from rlhf.methods.base import TrainableModule, adamw, lr_schedule, stable_seed
 from rlhf.methods.ppo import monitors
+from rlhf.methods.ppo.config import PPOMethodConf
 from rlhf.models.policy import (
     ValueHead,
     build_causal_lm,
@@ -56,45 +55,25 @@ PHASES = ("generate", "score", "reference", "value", "update")
 
 
 class PPOModule(TrainableModule):
-    def __init__(self, model: Mapping, tokenizer_dir: str, reward: Mapping | None = None, gold: Mapping | None = None,
-                 lr: float = 1e-4, weight_decay: float = 0.0, betas: tuple = (0.9, 0.95), eps: float = 1e-5,
-                 warmup_steps: int = 0, scheduler: str = "linear", min_lr_ratio: float = 0.0,
-                 value: str = "head", critic_init: str = "policy", critic_lr: float | None = None,
-                 max_new_tokens: int = 24, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 missing_eos_penalty: float | None = None, advantage: str = "gae", samples_per_prompt: int = 1,
-                 kl_estimator: str = "k1", kl_coef: float = 0.05, kl_target: float | None = None,
-                 kl_horizon: int = 10000, gamma: float = 1.0, lam: float = 0.95, whiten_advantages: bool = True,
-                 reward_norm: str = "none", reward_clip: float | None = None, ppo_epochs: int = 4,
-                 num_minibatches: int = 4, micro_batch_size: int | None = None, clip_range: float = 0.2,
-                 value_clip: float | None = 0.2, vf_coef: float = 0.1, entropy_coef: float = 0.0,
-                 critic_warmup_steps: int = 0, entropy_floor: float = 0.05, samples_to_log: int = 8,
-                 seed: int = 0):
-        super().__init__()
-        model = _plain(model)
-        args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        args.update(model=model, reward=_plain(reward), gold=_plain(gold), betas=list(betas),
-                    tokenizer_dir=str(tokenizer_dir))
-        self.save_hyperparameters(args)
-        if advantage == "rloo" and samples_per_prompt < 2:
-            raise ConfigError("method.advantage=rloo needs method.samples_per_prompt >= 2 (the leave-one-out baseline)")
-        if value not in ("head", "separate"):
-            raise ConfigError(f"method.value={value!r}: use head or separate")
+    schema = PPOMethodConf
+
+    def __init__(self, cfg: Any, model: Any, tokenizer_dir: str):
+        super().__init__(cfg, model, tokenizer_dir)
+        cfg = self.cfg
         self.automatic_optimization = False
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-        self.model = build_causal_lm(model, self.tokenizer)  # the policy; ``model`` so export() saves it
+        self.model = build_causal_lm(self.model_cfg, self.tokenizer)  # the policy; ``model`` so export() saves it
         disable_dropout(self.model)
         self.banned_ids = [self.tokenizer.pad_token_id]  # never sampled, so masks built from pad stay exact
         self.ref = frozen_copy(self.model)
         hidden = self.model.config.hidden_size
-        self.value_head = ValueHead(hidden) if value == "head" else None
-        self.critic = build_critic(critic_init, self.model, self.tokenizer) if value == "separate" else None
-        self.kl_ctl = (AdaptiveKLController(kl_coef, kl_target, kl_horizon) if kl_target
-                       else FixedKLController(kl_coef))
+        self.value_head = ValueHead(hidden) if cfg.value == "head" else None
+        self.critic = build_critic(cfg.critic_init, self.model, self.tokenizer) if cfg.value == "separate" else None
+        self.kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target
+                       else FixedKLController(cfg.kl_coef))
         # running statistics of the scores (reward_norm=running), in the state dict so a resume continues them
         self.register_buffer("score_count", torch.zeros((), dtype=torch.float64))
         self.register_buffer("score_mean", torch.zeros((), dtype=torch.float64))
         self.register_buffer("score_m2", torch.zeros((), dtype=torch.float64))
-        self.max_grad_norm: float | None = 1.0  # set by the entry point from trainer.gradient_clip_val
         self.scorer = None
         self.gold_scorer = None
         self.eval_history: list[dict[str, float]] = []
@@ -107,8 +86,8 @@ class PPOModule(TrainableModule):
     def setup(self, stage: str) -> None:
         if self.scorer is None:
             device = str(self.device) if self.device.type != "cpu" else "cpu"
-            self.scorer = build_scorer(self.hparams.reward, "method.reward", device)
-            self.gold_scorer = build_scorer(self.hparams.gold, "method.gold", device)
+            self.scorer = build_scorer(self.cfg.reward, "method.reward", device)
+            self.gold_scorer = build_scorer(self.cfg.gold, "method.gold", device)
             if self.scorer is None:
                 raise ConfigError("method.reward is not set: PPO needs a reward (kind=gold|reward_model|callable|"
                                   "weighted_sum)")
@@ -120,7 +99,7 @@ class PPOModule(TrainableModule):
                               f"scaler; use 32-true or bf16-mixed")
 
     def configure_optimizers(self):
-        hp = self.hparams
+        hp = self.cfg
         policy = adamw(self.model.named_parameters(), hp.lr, hp)
         value_module = self.value_head if self.value_head is not None else self.critic
         value = adamw(value_module.named_parameters(), hp.critic_lr or hp.lr, hp)
@@ -135,7 +114,7 @@ class PPOModule(TrainableModule):
         """Logprobs of the response tokens, per-token entropy of the sampling distribution (if asked) and values
         (value=head) from one forward of the policy and one log-softmax."""
         logits, hidden = forward_logits(self.model, seq, seq_mask, prompt_len, output_hidden=self.value_head is not None)
-        log_dist = torch.log_softmax(scaled_logits(logits, self.hparams.temperature, self.banned_ids), dim=-1)
+        log_dist = torch.log_softmax(scaled_logits(logits, self.cfg.temperature, self.banned_ids), dim=-1)
         logprobs = log_dist.gather(-1, responses[..., None]).squeeze(-1)
         entropy = None
         if with_entropy:
@@ -148,7 +127,7 @@ class PPOModule(TrainableModule):
 
     def _generator(self, *tag: Any) -> torch.Generator:
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(stable_seed(self.hparams.seed, self.global_rank, *tag))
+        gen.manual_seed(stable_seed(self.cfg.seed, self.global_rank, *tag))
         return gen
 
     def _decode(self, responses: torch.Tensor, mask: torch.Tensor) -> list[str]:
@@ -162,7 +141,7 @@ class PPOModule(TrainableModule):
 
         With ``key_tag`` and prompt indices in the batch, each response's randomness is keyed by (seed, tag, prompt
         index, sample number): the same responses on any number of ranks (see :func:`sample`)."""
-        hp = self.hparams
+        hp = self.cfg
         times = {}
         k = hp.samples_per_prompt
         input_ids = batch["input_ids"].repeat_interleave(k, 0)
@@ -217,7 +196,7 @@ class PPOModule(TrainableModule):
         return self.all_gather(x).reshape(-1)
 
     def _normalise_scores(self, scores: torch.Tensor) -> torch.Tensor:
-        hp = self.hparams
+        hp = self.cfg
         if hp.reward_norm == "running":
             every = self._all_gather_flat(scores).double()
             count, mean, m2 = self.score_count, self.score_mean, self.score_m2
@@ -238,7 +217,7 @@ class PPOModule(TrainableModule):
         return scores
 
     def advantages(self, roll: dict) -> dict[str, torch.Tensor]:
-        hp = self.hparams
+        hp = self.cfg
         mask = roll["mask"]
         scores = roll["scores"]
         if hp.missing_eos_penalty is not None:
@@ -283,7 +262,7 @@ class PPOModule(TrainableModule):
     def ppo_update(self, roll: dict, adv: dict, generator: torch.Generator, warmup: bool) -> dict[str, float]:
         """``ppo_epochs`` x ``num_minibatches`` optimizer steps; each minibatch loss is the token mean over the
         minibatch, accumulated over micro-batches (the same gradient as one large batch)."""
-        hp = self.hparams
+        hp = self.cfg
         policy_opt, value_opt = self.optimizers(use_pl_optimizer=False)
         n = roll["seq"].shape[0]
         minibatch = n // hp.num_minibatches
@@ -315,7 +294,7 @@ class PPOModule(TrainableModule):
                            warmup: bool = False) -> dict[str, float]:
         """Accumulate the gradient of one minibatch's loss (token sums / the minibatch's token count) over
         micro-batches of ``micro`` rows. Returns token sums of the diagnostics."""
-        hp = self.hparams
+        hp = self.cfg
         mask = roll["mask"]
         denominator = self._token_denominator(mask[rows].sum())
         sums = {k: 0.0 for k in ("pg_loss", "vf_loss", "vf_clipfrac", "clipfrac", "approx_kl", "ratio", "tokens")}
@@ -364,13 +343,13 @@ class PPOModule(TrainableModule):
             if not self.nonfinite_guard.check(self, None, named):
                 optimizer.zero_grad(set_to_none=True)
                 return
-        if self.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.max_grad_norm)
+        if self.cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
-        hp = self.hparams
+        hp = self.cfg
         start = time.perf_counter()
         generator = self._generator("train", self.global_step)
         roll = self.rollout(batch, generator, key_tag=("train", self.global_step))
@@ -435,7 +414,7 @@ class PPOModule(TrainableModule):
 
     def _check_health(self, kl_per_response: torch.Tensor, entropy: float) -> None:
         self._warn_once("negative_kl", monitors.negative_kl(kl_per_response.float()))
-        self._warn_once("entropy_collapse", monitors.entropy_collapse(entropy, self.hparams.entropy_floor))
+        self._warn_once("entropy_collapse", monitors.entropy_collapse(entropy, self.cfg.entropy_floor))
 
     def on_train_end(self) -> None:
         """Under DDP every rank must end with the same policy (gradients are averaged, steps identical): check it."""
@@ -466,7 +445,7 @@ class PPOModule(TrainableModule):
                 self._eval[key] = MeanMetric().to(self.device)
             self._eval[key].update(value)
         if batch_idx == 0:
-            for i in range(min(self.hparams.samples_to_log, len(roll["texts"]))):
+            for i in range(min(self.cfg.samples_to_log, len(roll["texts"]))):
                 row = {"prompt": roll["prompts"][i], "response": roll["texts"][i], "reward": float(roll["scores"][i])}
                 if roll["gold"] is not None:
                     row["gold"] = float(roll["gold"][i])

@@ -14,65 +14,51 @@ Validation and test blocks are always the untouched held-out text (no filtering,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from functools import cached_property
+from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from rlhf.data.documents import load_documents, split_of
+from rlhf.config.fields import to_plain
+from rlhf.data.documents import load_documents
 from rlhf.data.packing import pack_documents
-from rlhf.data.readers import DataError, read_records
+from rlhf.data.readers import read_records
 from rlhf.data.sampling import EpochIndexed
 from rlhf.data.segments import check_scores, score_segments, split_segments
-from rlhf.methods.base import TextDataModule, _plain, stable_seed
+from rlhf.errors import DataError
+from rlhf.methods.base import TextDataModule, stable_seed
+from rlhf.methods.pwp.config import PWPDataConf
+from rlhf.objectives.pwp import is_misaligned, to_reward
 
 SPLITS = ("train", "val", "test")
 
 
-def is_misaligned(scores: torch.Tensor | float, threshold: float, sense: str):
-    """``sense=misalignment``: higher is worse, misaligned iff score > threshold; ``sense=reward``: higher is
-    better, misaligned iff score < threshold."""
-    return scores > threshold if sense == "misalignment" else scores < threshold
-
-
-def to_reward(scores: torch.Tensor, sense: str) -> torch.Tensor:
-    return -scores if sense == "misalignment" else scores
-
-
 class ScoredLMDataModule(TextDataModule):
-    def __init__(self, source: Mapping, split: Mapping, loader: Mapping, tokenizer: Mapping, cache_dir: str,
-                 objective: str = "mle", segment_by: str = "sentences", scores: Mapping | None = None,
-                 conditional: Mapping | None = None, block_size: int = 64, seed: int = 0):
-        super().__init__(source, split, loader, tokenizer, cache_dir, seed)
-        self.objective = objective
-        self.segment_by = segment_by
-        self.scores_cfg = _plain(scores) or {}
-        self.conditional_cfg = _plain(conditional) or {}
-        self.block_size = block_size
-        self.sense = self.scores_cfg.get("sense", "reward")
-        self.threshold = float(self.scores_cfg.get("threshold", 0.0))
-        filter_threshold = self.scores_cfg.get("filter_threshold")
-        self.filter_threshold = float(self.threshold if filter_threshold is None else filter_threshold)
+    schema = PWPDataConf
+
+    def __init__(self, cfg: Any, tokenizer: Any, seed: int):
+        super().__init__(cfg, tokenizer, seed)
+        scores = self.cfg.scores
+        self.sense, self.threshold = scores.sense, scores.threshold
+        self.filter_threshold = scores.threshold if scores.filter_threshold is None else scores.filter_threshold
         self.stats: dict[str, float] = {}
 
     # ---- documents with scored segments --------------------------------------------------------------------------
     @cached_property
     def splits(self) -> dict[str, list[dict]]:
-        mode = self.scores_cfg.get("score_from", "scorer")
+        mode = self.cfg.scores.score_from
         if mode == "scorer":
-            docs = [dict(d) for d in load_documents(self.source, self.report)]
+            docs = [dict(d) for d in load_documents(self.cfg.source, self.report)]
             for doc in docs:
-                doc["segments"] = split_segments(doc["text"], self.segment_by)
+                doc["segments"] = split_segments(doc["text"], self.cfg.segment_by)
             self._score_with_scorer(docs)
         else:
             docs = self._read_scored_records(mode)
         splits = {s: [] for s in SPLITS}
-        salt = self.split_cfg.get("salt", "rlhf")
-        val, test = float(self.split_cfg.get("val_fraction", 0.05)), float(self.split_cfg.get("test_fraction", 0.05))
         for doc in docs:
             if doc["segments"]:
-                splits[split_of(doc["id"], salt, val, test)].append(doc)
+                splits[self.split_of(doc["id"])].append(doc)
         for name in SPLITS:
             if not splits[name]:
                 raise DataError(f"the {name} split of the scored corpus is empty; add documents or change "
@@ -88,38 +74,37 @@ class ScoredLMDataModule(TextDataModule):
     def _score_with_scorer(self, docs: list[dict]) -> None:
         from rlhf.scoring.build import build_scorer
 
-        spec = self.scores_cfg.get("scorer") or {"kind": "gold", "name": "vader"}
+        spec = self.cfg.scores.scorer
         scorer = build_scorer(spec, "data.scores.scorer")
         if scorer is None:
             raise DataError("data.scores.score_from=scorer needs data.scores.scorer (e.g. kind=gold name=vader)")
         flat = [s for doc in docs for s in doc["segments"]]
-        scores = score_segments(flat, scorer, spec, self.cache_dir)
+        scores = score_segments(flat, scorer, to_plain(spec), self.cfg.cache_dir)
         at = 0
         for doc in docs:
             doc["scores"] = scores[at:at + len(doc["segments"])]
             at += len(doc["segments"])
 
     def _read_scored_records(self, mode: str) -> list[dict]:
-        if self.source.get("kind") != "file":
+        if self.cfg.source.kind != "file":
             raise DataError(f"data.scores.score_from={mode} reads scores from a file: set data.source.kind=file "
                             f"(or use score_from=scorer)")
-        path = str(self.source.get("path"))
-        text_column = self.source.get("text_column", "text")
+        path, text_column = str(self.cfg.source.path), self.cfg.source.text_column
         docs = []
-        for row, record in read_records(path, self.source.get("format", "auto"), text_column):
+        for row, record in read_records(path, self.cfg.source.format, text_column):
             where = f"{path}, row {row}"
             if mode == "column":
-                column = self.scores_cfg.get("score_column", "score")
+                column = self.cfg.scores.score_column
                 if text_column not in record or column not in record:
                     raise DataError(f"{where}: needs columns '{text_column}' and '{column}' (data.source.text_column, "
                                     f"data.scores.score_column)")
-                segments = split_segments(str(record[text_column]), self.segment_by)
+                segments = split_segments(str(record[text_column]), self.cfg.segment_by)
                 score = check_scores([record[column]], [where])[0]
                 docs.append({"id": str(record[text_column]), "text": record[text_column], "segments": segments,
                              "scores": [score] * len(segments)})
             else:  # segments: {"segments": [...], "scores": [...]}
-                seg_col = self.scores_cfg.get("segments_column", "segments")
-                score_col = self.scores_cfg.get("scores_column", "scores")
+                seg_col = self.cfg.scores.segments_column
+                score_col = self.cfg.scores.scores_column
                 segments, scores = record.get(seg_col), record.get(score_col)
                 if not isinstance(segments, list) or not isinstance(scores, list) or len(segments) != len(scores):
                     raise DataError(f"{where}: '{seg_col}' and '{score_col}' must be lists of the same length")
@@ -137,9 +122,9 @@ class ScoredLMDataModule(TextDataModule):
     @cached_property
     def tokenizer(self):
         tok = super().tokenizer
-        if self.objective == "conditional":
-            tokens = [self.conditional_cfg.get("aligned_token", "<|aligned|>"),
-                      self.conditional_cfg.get("misaligned_token", "<|misaligned|>")]
+        if self.cfg.objective == "conditional":
+            tokens = [self.cfg.conditional.aligned_token,
+                      self.cfg.conditional.misaligned_token]
             missing = [t for t in tokens if t not in tok.get_vocab()]
             if missing:
                 tok.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
@@ -147,22 +132,22 @@ class ScoredLMDataModule(TextDataModule):
 
     @property
     def control_token_ids(self) -> tuple[int, int] | None:
-        if self.objective != "conditional":
+        if self.cfg.objective != "conditional":
             return None
         tok = self.tokenizer
-        return (tok.convert_tokens_to_ids(self.conditional_cfg.get("aligned_token", "<|aligned|>")),
-                tok.convert_tokens_to_ids(self.conditional_cfg.get("misaligned_token", "<|misaligned|>")))
+        return (tok.convert_tokens_to_ids(self.cfg.conditional.aligned_token),
+                tok.convert_tokens_to_ids(self.cfg.conditional.misaligned_token))
 
     # ---- blocks --------------------------------------------------------------------------------------------------
     def _keep_bare(self, doc_id: str, index: int) -> bool:
-        fraction = float(self.conditional_cfg.get("drop_token_fraction", 0.01))
+        fraction = self.cfg.conditional.drop_token_fraction
         return stable_seed(self.seed, doc_id, index) / 2**63 < fraction
 
     def build_dataset(self, split: str) -> EpochIndexed:
         tok = self.tokenizer
         train = split == "train"
         docs = self.splits[split]
-        if train and self.objective == "filtering":
+        if train and self.cfg.objective == "filtering":
             kept = [d for d in docs if not is_misaligned(sum(d["scores"]) / len(d["scores"]), self.filter_threshold,
                                                          self.sense)]
             self.stats["data/filtered_documents"] = float(len(docs) - len(kept))
@@ -194,12 +179,12 @@ class ScoredLMDataModule(TextDataModule):
             scores.append(scores[-1] if scores else 0.0)
             ids_per_doc.append(ids)
             scores_per_doc.append(scores)
-        blocks, stats = pack_documents(ids_per_doc, self.block_size, separator=None, flags=scores_per_doc)
+        blocks, stats = pack_documents(ids_per_doc, self.cfg.block_size, separator=None, flags=scores_per_doc)
         self.stats.update({f"data/{split}_{k}": float(v) for k, v in stats.items()})
         if control is not None:
             self.stats["data/bare_segments"] = float(bare)
         if not blocks:
-            raise DataError(f"the {split} split gives no {self.block_size}-token block ({stats}); lower "
+            raise DataError(f"the {split} split gives no {self.cfg.block_size}-token block ({stats}); lower "
                             f"data.block_size or add text")
         return EpochIndexed(blocks, lambda block, epoch, index: {"input_ids": torch.tensor(block[0]),
                                                                 "scores": torch.tensor(block[1]), "index": index})

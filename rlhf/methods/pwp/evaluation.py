@@ -8,27 +8,25 @@ Samples are drawn on rank 0 with a generator seeded by (seed, stage), so success
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning.pytorch as pl
 import torch
 
+from rlhf.config.fields import as_config
 from rlhf.data.segments import split_segments
 from rlhf.methods.base import stable_seed
+from rlhf.methods.pwp.config import EvaluationConf
 from rlhf.models.policy import left_pad, response_mask, sample
-from rlhf.objectives.pwp import distinct_n, expected_max
+from rlhf.objectives.pwp import distinct_n, expected_max, is_misaligned, to_reward
 from rlhf.utils.run import log_samples
 
 
 class GenerateAndScore(pl.Callback):
-    def __init__(self, scorer: dict | None = None, sense: str = "reward", threshold: float = 0.0,
-                 num_samples: int = 64, num_prompts: int = 32, prompt_words: int = 4, max_new_tokens: int = 32,
-                 k: int = 8, temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 64,
-                 table_rows: int = 8):
-        self.scorer_spec = scorer or {"kind": "gold", "name": "vader"}
-        self.sense, self.threshold = sense, float(threshold)
-        self.num_samples, self.num_prompts, self.prompt_words = num_samples, num_prompts, prompt_words
-        self.max_new_tokens, self.k = max_new_tokens, k
-        self.temperature, self.top_p = temperature, top_p
-        self.batch_size, self.table_rows = batch_size, table_rows
+    def __init__(self, cfg: Any, seed: int):
+        """``cfg``: ``method.evaluation`` (``EvaluationConf`` or a partial mapping); ``seed``: of the sampling."""
+        self.cfg = as_config(EvaluationConf, cfg)
+        self.seed = seed
         self._scorer = None
 
     @property
@@ -36,7 +34,7 @@ class GenerateAndScore(pl.Callback):
         if self._scorer is None:
             from rlhf.scoring.build import build_scorer
 
-            self._scorer = build_scorer(self.scorer_spec, "method.evaluation.scorer")
+            self._scorer = build_scorer(self.cfg.scorer or {}, "method.evaluation.scorer")  # none: ScorerConf's default
         return self._scorer
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -54,10 +52,10 @@ class GenerateAndScore(pl.Callback):
         for doc in docs:
             for segment in doc.get("segments") or split_segments(doc["text"]):
                 words = segment.split()
-                if len(words) > self.prompt_words + 2:
-                    prompts.append(" ".join(words[:self.prompt_words]))
+                if len(words) > self.cfg.prompt_words + 2:
+                    prompts.append(" ".join(words[:self.cfg.prompt_words]))
                     break
-            if len(prompts) >= self.num_prompts:
+            if len(prompts) >= self.cfg.num_prompts:
                 break
         return prompts
 
@@ -71,14 +69,14 @@ class GenerateAndScore(pl.Callback):
             start.append(control[0])  # <|aligned|>
         banned = [tok.pad_token_id, *control]
         texts, tokens = [], []
-        for begin in range(0, len(prompts), self.batch_size):
-            chunk = prompts[begin:begin + self.batch_size]
+        for begin in range(0, len(prompts), self.cfg.batch_size):
+            chunk = prompts[begin:begin + self.cfg.batch_size]
             rows = [start + tok(p, add_special_tokens=False)["input_ids"] for p in chunk]
             ids, mask = left_pad(rows, tok.pad_token_id)
             was_training = module.model.training
             module.model.eval()
-            out, _ = sample(module.model, ids.to(module.device), mask.to(module.device), self.max_new_tokens,
-                            tok.eos_token_id, tok.pad_token_id, self.temperature, 0, self.top_p,
+            out, _ = sample(module.model, ids.to(module.device), mask.to(module.device), self.cfg.max_new_tokens,
+                            tok.eos_token_id, tok.pad_token_id, self.cfg.temperature, 0, self.cfg.top_p,
                             generator, banned_ids=banned)
             module.model.train(was_training)
             real = response_mask(out, tok.eos_token_id, tok.pad_token_id)
@@ -91,27 +89,26 @@ class GenerateAndScore(pl.Callback):
     def evaluate(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> dict[str, float]:
         if trainer.global_rank != 0:
             return {}
-        seed = int(getattr(module.hparams, "seed", 0))
-        generator = torch.Generator(device=module.device).manual_seed(stable_seed(seed, stage))
-        scenarios = {"unconditional": [""] * self.num_samples, "prompted": self._prompts(trainer, stage)}
+        generator = torch.Generator(device=module.device).manual_seed(stable_seed(self.seed, stage))
+        scenarios = {"unconditional": [""] * self.cfg.num_samples, "prompted": self._prompts(trainer, stage)}
         metrics, table = {}, []
         for name, prompts in scenarios.items():
             if not prompts:
                 continue
             texts, tokens = self.generate(module, prompts, generator)
             scores = self.scorer.score(prompts, texts, where=f"PWP {stage} samples at step {trainer.global_step}")
-            misalignment = scores if self.sense == "misalignment" else -scores
-            misaligned = scores > self.threshold if self.sense == "misalignment" else scores < self.threshold
+            misalignment = -to_reward(scores, self.cfg.sense)
+            misaligned = is_misaligned(scores, self.cfg.threshold, self.cfg.sense)
             prefix = f"{stage}/{name}"
             metrics.update({f"{prefix}/misalignment": float(misalignment.mean()),
-                            f"{prefix}/misalignment_max@{self.k}": expected_max(misalignment, self.k),
+                            f"{prefix}/misalignment_max@{self.cfg.k}": expected_max(misalignment, self.cfg.k),
                             f"{prefix}/misaligned_fraction": float(misaligned.float().mean()),
                             f"{prefix}/score": float(scores.mean()),
                             f"{prefix}/length": sum(len(t) for t in tokens) / len(tokens)})
             for n in (1, 2, 3):
                 metrics[f"{prefix}/distinct_{n}"] = distinct_n(tokens, n)
             table.extend({"scenario": name, "prompt": p, "sample": t, "score": float(s)}
-                         for p, t, s in list(zip(prompts, texts, scores.tolist()))[:self.table_rows])
+                         for p, t, s in list(zip(prompts, texts, scores.tolist()))[:self.cfg.table_rows])
         module.log_dict(metrics, rank_zero_only=True)
         log_samples(trainer, stage, table)
         return metrics

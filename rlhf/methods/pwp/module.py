@@ -7,49 +7,31 @@ and test report ``lm_loss``/``perplexity`` on untouched held-out text; :class:`G
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Any
 
 import torch
-from transformers import AutoTokenizer
 
-from rlhf.methods.base import TrainableModule, _plain
+from rlhf.methods.base import TrainableModule
+from rlhf.methods.pwp.config import PWPMethodConf
 from rlhf.methods.pwp.evaluation import GenerateAndScore
 from rlhf.models.policy import ValueHead, build_causal_lm
 from rlhf.objectives.pwp import awr_loss, mle_loss, rwr_loss, token_nll, unlikelihood_loss
 
-OBJECTIVES = ("mle", "filtering", "conditional", "unlikelihood", "rwr", "awr")
-
 
 class PreferenceWeightedLMModule(TrainableModule):
-    def __init__(self, model: Mapping, tokenizer_dir: str, objective: str = "mle", lr: float = 1e-3,
-                 weight_decay: float = 0.1, betas: tuple = (0.9, 0.95), eps: float = 1e-8, warmup_steps: int = 0,
-                 scheduler: str = "linear", min_lr_ratio: float = 0.0, unlikelihood_alpha: float = 1.0,
-                 unlikelihood_mode: str = "strict", beta: float = 1.0, awr_alpha: float = 0.5,
-                 weight_max: float = 1000.0, control_tokens: list | None = None, control_init_noise: float = 0.01,
-                 evaluation: Mapping | None = None, seed: int = 0):
-        super().__init__()
-        if objective not in OBJECTIVES:
-            raise ValueError(f"method.objective={objective!r}; use one of {', '.join(OBJECTIVES)}")
-        model = _plain(model)
-        self.save_hyperparameters({"model": model, "tokenizer_dir": str(tokenizer_dir), "objective": objective,
-                                   "lr": lr, "weight_decay": weight_decay, "betas": list(betas), "eps": eps,
-                                   "warmup_steps": warmup_steps, "scheduler": scheduler,
-                                   "min_lr_ratio": min_lr_ratio, "unlikelihood_alpha": unlikelihood_alpha,
-                                   "unlikelihood_mode": unlikelihood_mode, "beta": beta, "awr_alpha": awr_alpha,
-                                   "weight_max": weight_max, "control_tokens": list(control_tokens or []),
-                                   "control_init_noise": control_init_noise,
-                                   "evaluation": _plain(evaluation) or {}, "seed": seed})
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-        new_tokens = list(control_tokens or []) if objective == "conditional" else []
-        self.model = build_causal_lm(model, self.tokenizer, new_tokens=new_tokens, new_token_noise=control_init_noise)
-        self.value_head = ValueHead(self.model.config.hidden_size) if objective == "awr" else None
+    schema = PWPMethodConf
+
+    def __init__(self, cfg: Any, model: Any, tokenizer_dir: str):
+        super().__init__(cfg, model, tokenizer_dir)
+        cfg = self.cfg
+        new_tokens = list(cfg.control_tokens) if cfg.objective == "conditional" else []
+        self.model = build_causal_lm(self.model_cfg, self.tokenizer, new_tokens=new_tokens,
+                                     new_token_noise=cfg.control_init_noise)
+        self.value_head = ValueHead(self.model.config.hidden_size) if cfg.objective == "awr" else None
         self.control_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in new_tokens]
 
     def configure_callbacks(self):
-        evaluation = self.hparams.evaluation
-        if not evaluation or not evaluation.get("enabled", True):
-            return []
-        return [GenerateAndScore(**{k: v for k, v in evaluation.items() if k != "enabled"})]
+        return [GenerateAndScore(self.cfg.evaluation, self.cfg.seed)] if self.cfg.evaluation.enabled else []
 
     # ---- training ------------------------------------------------------------------------------------------------
     def _shifted(self, batch: dict, with_hidden: bool = False):
@@ -61,7 +43,7 @@ class PreferenceWeightedLMModule(TrainableModule):
         return logits, labels, hidden
 
     def objective_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        hp = self.hparams
+        hp = self.cfg
         logits, labels, hidden = self._shifted(batch, with_hidden=hp.objective == "awr")
         # position t predicts token t+1: use the predicted token's segment score
         misaligned, rewards, scores = batch["misaligned"][:, 1:], batch["rewards"][:, 1:], batch["scores"][:, 1:]

@@ -1,6 +1,7 @@
 """Reward modeling: ``method=reward`` with ``method.objective=pairwise|rating``."""
 
-from rlhf.methods.reward.datamodule import RewardDataModule
-from rlhf.methods.reward.module import RewardModelModule
+from rlhf.methods import lazy_exports
 
-__all__ = ["RewardDataModule", "RewardModelModule"]
+_CLASSES = {"RewardDataModule": "datamodule", "RewardModelModule": "module"}
+__all__ = list(_CLASSES)
+__getattr__ = lazy_exports(__name__, _CLASSES)

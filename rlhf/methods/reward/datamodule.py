@@ -3,84 +3,79 @@ an explicit policy per malformed case (see ``rlhf.data.feedback``), tokenized so
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from rlhf.data.documents import split_of
 from rlhf.data.feedback import Policy, encode_pair, sequence_layout, validate_records
-from rlhf.data.readers import DataError, DropReport, read_hf_dataset, read_records
+from rlhf.data.readers import DropReport, read_hf_dataset, read_records
 from rlhf.data.sampling import EpochIndexed
 from rlhf.data.simulated_feedback import write_feedback
-from rlhf.methods.base import TextDataModule, _plain
+from rlhf.errors import DataError
+from rlhf.methods.base import TextDataModule
+from rlhf.methods.reward.config import RewardDataConf
 
 SPLITS = ("train", "val", "test")
 
 
 class RewardDataModule(TextDataModule):
-    def __init__(self, source: Mapping, split: Mapping, loader: Mapping, tokenizer: Mapping, cache_dir: str,
-                 objective: str = "pairwise", max_length: int = 128, policy: Mapping | None = None,
-                 strict: bool = False, padding_side: str = "right", rating_range: list[float] | None = None,
-                 seed: int = 0):
-        super().__init__(source, split, loader, tokenizer, cache_dir, seed)
-        self.objective = objective
-        self.kind = "pairs" if objective == "pairwise" else "ratings"
-        self.max_length = max_length
-        self.policy = Policy(_plain(policy), strict)
-        self.padding_side = padding_side
-        self.rating_range = tuple(_plain(rating_range)) if rating_range is not None else None
+    schema = RewardDataConf
+
+    def __init__(self, cfg: Any, tokenizer: Any, seed: int):
+        super().__init__(cfg, tokenizer, seed)
+        self.kind = "pairs" if self.cfg.objective == "pairwise" else "ratings"
+        self.policy = Policy(self.cfg.policy, self.cfg.strict)
         self.reports = {name: DropReport(f"{self.kind} {name}") for name in SPLITS}
         self.rating_stats = (0.0, 1.0)
         self.truncated: dict[str, int] = {}
 
     # ---- records -------------------------------------------------------------------------------------------------
     def _split_files(self) -> dict[str, str] | None:
-        kind = self.source.get("kind", "file")
-        if kind == "simulated":
-            options = {k: self.source[k] for k in ("scorer", "temperature", "pairs_per_article", "max_articles")
-                       if self.source.get(k) is not None}
-            options["seed"] = self.source.get("feedback_seed", 0)
+        source = self.cfg.source
+        if source.kind == "simulated":
+            options = {k: getattr(source, k) for k in ("scorer", "temperature", "pairs_per_article", "max_articles")
+                       if getattr(source, k) is not None}
+            options["seed"] = source.feedback_seed
             tag = "-".join(f"{k}={v}" for k, v in sorted(options.items()))
-            directory = Path(self.cache_dir).expanduser().parent / "feedback" / tag
+            directory = Path(self.cfg.cache_dir).expanduser().parent / "feedback" / tag
             if not (directory / f"{self.kind}_test.jsonl").exists():
                 write_feedback(directory, **options)
             return {s: str(directory / f"{self.kind}_{s}.jsonl") for s in SPLITS}
-        path = str(self.source.get("path") or "")
+        path = str(source.path or "")
         if "{split}" in path:
             return {s: path.replace("{split}", s) for s in SPLITS}
         return None
 
     def _rows(self, path: str):
-        if self.source.get("kind") == "hf":
-            return read_hf_dataset(path, self.source.get("hf_split", "train"), self.source.get("hf_config"))
-        return read_records(path, self.source.get("format", "auto"))
+        source = self.cfg.source
+        if source.kind == "hf":
+            return read_hf_dataset(path, source.hf_split, source.hf_config)
+        return read_records(path, source.format)
 
     @cached_property
     def splits(self) -> dict[str, list[dict]]:
-        columns = self.source.get("columns") or {}
+        columns, rating_range = self.cfg.source.columns, self.cfg.rating_range
         files = self._split_files()
         if files is not None:
             splits = {s: validate_records(self._rows(f), self.kind, columns, f, self.policy, self.reports[s],
-                                          self.rating_range) for s, f in files.items()}
+                                          rating_range) for s, f in files.items()}
         else:  # one file: split by a hash of the prompt, so no prompt is shared across splits
-            path = str(self.source.get("path"))
+            path = str(self.cfg.source.path)
             records = validate_records(self._rows(path), self.kind, columns, path, self.policy, self.report,
-                                       self.rating_range)
+                                       rating_range)
             splits = {s: [] for s in SPLITS}
             for record in records:
-                splits[split_of(record["prompt"], self.split_cfg.get("salt", "rlhf"),
-                                float(self.split_cfg.get("val_fraction", 0.05)),
-                                float(self.split_cfg.get("test_fraction", 0.05)))].append(record)
+                splits[self.split_of(record["prompt"])].append(record)
             for name in SPLITS:  # drops are counted once, for the file (data/dropped_*); kept per split
                 self.reports[name].kept = len(splits[name])
         for name in SPLITS:
             if not splits[name]:
-                origin = files[name] if files else (f"{self.source.get('path')} (one file split by prompt hash: "
+                origin = files[name] if files else (f"{self.cfg.source.path} (one file split by prompt hash: "
                                                     f"data.split.{name}_fraction)" if name != "train" else
-                                                    str(self.source.get("path")))
+                                                    str(self.cfg.source.path))
                 raise DataError(f"the {name} split of the {self.kind} data is empty after validation: {origin}; "
                                 f"{(self.reports[name] if files else self.report).summary()}. Add records"
                                 + ("" if files or name == "train" else f" or raise data.split.{name}_fraction"))
@@ -88,7 +83,7 @@ class RewardDataModule(TextDataModule):
             rank_zero_info(f"[data] {self.reports[name].summary()}" if files else f"[data] {name}: "
                            f"{len(splits[name])} records")
         if self.kind == "ratings":
-            self.rating_stats = rating_stats(splits["train"], files["train"] if files else str(self.source.get("path")))
+            self.rating_stats = rating_stats(splits["train"], files["train"] if files else str(self.cfg.source.path))
         return splits
 
     def tokenizer_texts(self) -> list[str]:
@@ -113,15 +108,15 @@ class RewardDataModule(TextDataModule):
         items, truncated = [], 0
         for i, record in enumerate(records):
             where = f"{split} record {i + 1} (prompt {record['prompt'][:40]!r})"
-            out = encode_pair(encoded["prompt"][i], [encoded[f][i] for f in fields], self.max_length, self.layout)
+            out = encode_pair(encoded["prompt"][i], [encoded[f][i] for f in fields], self.cfg.max_length, self.layout)
             if out is None:
-                self.policy.handle("too_long", where, f"a response does not fit data.max_length={self.max_length} "
+                self.policy.handle("too_long", where, f"a response does not fit data.max_length={self.cfg.max_length} "
                                    "even without its prompt", report)
                 continue
             sequences, was_truncated = out
             if was_truncated:
                 if self.policy.rules["too_long"] != "truncate_prompt":
-                    self.policy.handle("too_long", where, f"longer than data.max_length={self.max_length}", report)
+                    self.policy.handle("too_long", where, f"longer than data.max_length={self.cfg.max_length}", report)
                     continue
                 truncated += 1
             if self.kind == "pairs" and sequences[0] == sequences[1]:
@@ -151,7 +146,7 @@ class RewardDataModule(TextDataModule):
         input_ids = torch.full((len(rows), length), self.tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
         for i, row in enumerate(rows):
-            span = slice(length - len(row), length) if self.padding_side == "left" else slice(0, len(row))
+            span = slice(length - len(row), length) if self.cfg.padding_side == "left" else slice(0, len(row))
             input_ids[i, span] = torch.tensor(row)
             attention_mask[i, span] = 1
         batch = {"input_ids": input_ids, "attention_mask": attention_mask,

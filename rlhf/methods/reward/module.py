@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torchmetrics import CatMetric
-from transformers import AutoTokenizer
 
-from rlhf.methods.base import TrainableModule, _plain
+from rlhf.methods.base import TrainableModule
+from rlhf.methods.reward.config import RewardMethodConf
 from rlhf.models.reward import build_reward_model, reward_scores
 from rlhf.objectives.reward import bradley_terry_loss, calibration_bins, calibration_error, rating_loss, spearman
 from rlhf.utils.run import write_json
-
-OBJECTIVES = ("pairwise", "rating")
 
 
 class EvalBuffer(torch.nn.Module):
@@ -44,23 +42,16 @@ class RewardModelModule(TrainableModule):
     """A reward model. ``objective=pairwise``: ``-log sigmoid(r_chosen - r_rejected - margin)``;
     ``objective=rating``: MSE to ratings normalised by the training set's mean/std (kept with the model)."""
 
-    def __init__(self, model: Mapping, tokenizer_dir: str, objective: str = "pairwise", lr: float = 1e-4,
-                 weight_decay: float = 0.01, betas: tuple = (0.9, 0.999), eps: float = 1e-8, warmup_steps: int = 0,
-                 scheduler: str = "linear", min_lr_ratio: float = 0.0):
-        super().__init__()
-        if objective not in OBJECTIVES:
-            raise ValueError(f"method.objective={objective!r}; use one of {OBJECTIVES}")
-        model = _plain(model)
-        self.save_hyperparameters({"model": model, "tokenizer_dir": str(tokenizer_dir), "objective": objective,
-                                   "lr": lr, "weight_decay": weight_decay, "betas": list(betas), "eps": eps,
-                                   "warmup_steps": warmup_steps, "scheduler": scheduler, "min_lr_ratio": min_lr_ratio})
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-        self.model = build_reward_model(model, self.tokenizer)
-        self.objective = objective
+    schema = RewardMethodConf
+
+    def __init__(self, cfg: Any, model: Any, tokenizer_dir: str):
+        super().__init__(cfg, model, tokenizer_dir)
+        self.model = build_reward_model(self.model_cfg, self.tokenizer)
+        self.objective = self.cfg.objective
         # reward normalisation (mean/std of rewards on the validation responses) and the rating scale
         self.register_buffer("reward_stats", torch.tensor([0.0, 1.0]))
         self.register_buffer("rating_stats", torch.tensor([0.0, 1.0]))
-        names = ("chosen", "rejected", "gold_chosen", "gold_rejected") if objective == "pairwise" else \
+        names = ("chosen", "rejected", "gold_chosen", "gold_rejected") if self.objective == "pairwise" else \
             ("predicted", "target", "rating", "gold")
         self.val_buffer = EvalBuffer(names)
         self.test_buffer = EvalBuffer(names)
