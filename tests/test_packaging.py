@@ -21,8 +21,7 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE":
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return {**env, **OFFLINE_ENV, **extra}
+    return {**os.environ, **OFFLINE_ENV, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,7 @@ def test_installed_wheel_runs_from_another_directory(installed, tmp_path):  # ~1
     checkout) compose the packaged config from a directory that holds no config of its own."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = _env(PYTHONPATH=str(installed), RLHF_ROOT=str(elsewhere))
+    env = _env(PYTHONPATH=str(installed), RLHF_ROOT=str(elsewhere))  # only the installed copy on the path
     module = subprocess.run([sys.executable, "-m", "rlhf.train", "--cfg", "job"], capture_output=True, text=True,
                             cwd=elsewhere, env=env, timeout=300)
     assert module.returncode == 0, module.stderr[-3000:]
