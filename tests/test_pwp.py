@@ -132,7 +132,7 @@ def test_conditional_inserts_control_tokens_by_threshold_and_keeps_eval_text_bar
 
 
 def test_generation_never_samples_the_banned_control_tokens(make_cfg, tmp_path):
-    from rlhf.methods.pwp.evaluation import GenerateAndScore
+    from rlhf.callbacks.generation import GenerateAndScore
 
     cfg = make_cfg(*_synthetic(tmp_path, "method.objective=conditional"), fast=False)
     datamodule, module = build_data_and_module(cfg, tmp_path / "tok")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlhf.callbacks import AtomicCheckpointIO
 from rlhf.errors import NonFiniteError
 from rlhf.methods.mlm import MaskedLMModule
 from rlhf.train import run
-from rlhf.utils.reliability import AtomicCheckpointIO
 from rlhf.utils.run import resolve_ckpt_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _run_with_callback(cfg, callback, monkeypatch):
     """``run(cfg)`` with one more Lightning callback (a fault injector), removed again afterwards."""
-    import rlhf.train as train_module
+    import rlhf.utils.builders as train_module
 
     real = train_module.build_callbacks
     monkeypatch.setattr(train_module, "build_callbacks", lambda *a, **k: [*real(*a, **k), callback])
@@ -56,7 +56,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint(tmp_path, monk
 def test_a_process_killed_while_writing_never_leaves_a_broken_checkpoint(tmp_path):
     script = textwrap.dedent(f"""
         import torch
-        from rlhf.utils.reliability import AtomicCheckpointIO
+        from rlhf.callbacks import AtomicCheckpointIO
         io, step = AtomicCheckpointIO(), 0
         print("ready", flush=True)
         while True:
@@ -127,7 +127,7 @@ def test_skip_policy_leaves_parameters_and_optimizer_unchanged_then_aborts_after
                     [p.detach().clone() for p in module.parameters()],
                     [s["exp_avg"].clone() for s in opt.state.values() if "exp_avg" in s])
 
-    import rlhf.train as train_module
+    import rlhf.utils.builders as train_module
 
     real = train_module.build_callbacks
     monkeypatch.setattr(train_module, "build_callbacks", lambda *a, **k: [*real(*a, **k), Record()])

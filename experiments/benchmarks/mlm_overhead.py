@@ -68,10 +68,9 @@ steps, block, batch, log_every, out, cache = int(sys.argv[1]), int(sys.argv[2]),
 model_cfg = json.loads(sys.argv[7])
 started = time.perf_counter()
 torch.manual_seed(42)
-dm = MaskedLMDataModule(source={"kind": "bbc_news"}, split={"val_fraction": 0.05, "test_fraction": 0.05},
-                        loader={"batch_size": batch}, cache_dir=cache, block_size=block, seed=42,
-                        tokenizer={"kind": "train", "algorithm": "wordpiece", "vocab_size": model_cfg["vocab"],
-                                   "min_frequency": 2, "lowercase": True})
+dm = MaskedLMDataModule(cfg={"source": {"kind": "bbc_news"}, "loader": {"batch_size": batch}, "cache_dir": cache,
+                             "block_size": block}, seed=42,
+                        tokenizer={"kind": "train", "algorithm": "wordpiece", "vocab_size": model_cfg["vocab"]})
 tok = dm.tokenizer
 blocks = dm.build_dataset("train").items  # the same packed blocks rlhf-train uses
 train = [{"input_ids": [tok.cls_token_id, *ids, tok.sep_token_id]} for ids, _ in blocks]

@@ -136,8 +136,9 @@ def write_prompts(tokenizer_run: Path, target: Path) -> None:
     """The training prompts of our data module, in our order (both sides use the same ones)."""
     from rlhf.methods.ppo import PromptDataModule
 
-    dm = PromptDataModule(source={"kind": "bbc_news"}, split={}, loader={"batch_size": BATCH},
-                          tokenizer={"kind": "pretrained", "name_or_path": str(tokenizer_run)}, cache_dir=None)
+    dm = PromptDataModule(cfg={"source": {"kind": "bbc_news"}, "loader": {"batch_size": BATCH},
+                               "cache_dir": str(tokenizer_run)},  # (a pretrained tokenizer: nothing is cached)
+                          tokenizer={"kind": "pretrained", "name_or_path": str(tokenizer_run)}, seed=0)
     with open(target, "w") as handle:
         for prompt in dm.prompts("train"):
             handle.write(json.dumps({"prompt": prompt}) + "\n")

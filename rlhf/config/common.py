@@ -173,6 +173,9 @@ class OptimConf:
     scheduler: str = spec("linear", choices=["constant", "linear", "cosine"],
                           help="Decay after warm-up, down to min_lr_ratio * lr at trainer.max_steps.")
     min_lr_ratio: float = spec(0.0, ge=0.0, le=1.0, help="Final lr as a fraction of the peak.")
+    optimizer: Any = spec(None, help="Another torch optimizer, as a _partial_ _target_ node (lr and weight decay "
+                                      "come from this group), e.g. 'method.optimizer={_target_: torch.optim.SGD, "
+                                      "_partial_: true, momentum: 0.9}'. null: AdamW with betas and eps.")
     metric: str = spec("val/loss", help="The method's headline metric: the default of optimized_metric (returned "
                                         "to sweepers, picks the best checkpoint).")
     metric_mode: str = spec("min", choices=["min", "max"], help="Whether a lower or higher metric is better.")

@@ -109,6 +109,9 @@ class CallbacksConf:
                                            "<run>/samples_seen.rank<r>.jsonl (checks exact resume).")
     stop_at_step: int | None = spec(None, ge=1, help="Stop after this step as if preempted (validates, saves "
                                                      "last.ckpt); resume with ckpt_path=last.")
+    extra: list[Any] = spec(factory=list, help="More callbacks, each a _target_ node (yours or Lightning's), e.g. "
+                                                "'+callbacks.extra=[{_target_: lightning.pytorch.callbacks."
+                                                "DeviceStatsMonitor}]'.")
 
 
 @dataclass

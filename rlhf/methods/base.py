@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
+from rlhf.callbacks.reliability import NonFiniteGuard
 from rlhf.config.common import BackboneConf, TokenizerConf
 from rlhf.config.fields import as_config, to_plain
 from rlhf.data.documents import load_documents, split_documents, split_of
@@ -24,7 +25,7 @@ from rlhf.data.readers import DropReport
 from rlhf.data.sampling import ResumableSampler
 from rlhf.data.tokenizer import build_tokenizer
 from rlhf.errors import DataError
-from rlhf.utils.reliability import NonFiniteGuard
+from rlhf.models.sharding import full_state_dict
 
 
 def _digest64(*parts: Any) -> bytes:
@@ -173,7 +174,8 @@ class TrainableModule(pl.LightningModule):
     ``cfg`` is the ``method`` settings (a ``schema`` object or a mapping; keys it leaves out take the schema's
     defaults), ``model`` the backbone settings (``BackboneConf``) and ``tokenizer_dir`` the tokenizer saved by the
     entry point. All three are saved as plain hyperparameters, so ``load_from_checkpoint`` rebuilds the module from
-    its checkpoint alone. Subclasses build ``self.model`` (a ``transformers`` model) after ``super().__init__``.
+    its checkpoint alone. Subclasses build their networks in :meth:`build_model` (``self.model``: a ``transformers``
+    model), called by :meth:`configure_model`.
     """
 
     schema: type  # the method.* schema this module reads (``rlhf/methods/<method>/config.py``)
@@ -185,6 +187,19 @@ class TrainableModule(pl.LightningModule):
         self.save_hyperparameters({"cfg": to_plain(self.cfg), "model": to_plain(self.model_cfg),
                                    "tokenizer_dir": str(tokenizer_dir)})
         self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        self.model = None  # the transformers model: built by configure_model
+
+    def configure_model(self) -> None:
+        """Build the networks, once. Lightning calls this inside the strategy's context, so a sharded strategy (FSDP,
+        DeepSpeed ZeRO-3) builds them sharded; under the other strategies the entry point calls it right after
+        construction (``rlhf.train.build_data_and_module``), which keeps the order of random draws of building in
+        ``__init__``. ``load_from_checkpoint`` calls it too."""
+        if self.model is None:
+            self.build_model()
+
+    def build_model(self) -> None:  # pragma: no cover - abstract
+        """Set ``self.model`` (and any other network of the method) from ``self.model_cfg`` and ``self.tokenizer``."""
+        raise NotImplementedError
 
     # ---- optimisation --------------------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -261,23 +276,40 @@ class TrainableModule(pl.LightningModule):
             random.seed(seed)
 
     # ---- export --------------------------------------------------------------------------------------------------
-    def export(self, directory: str | Path) -> Path:
-        """``save_pretrained`` of the model and its tokenizer: loads with plain ``transformers``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(directory))
-        self.tokenizer.save_pretrained(str(directory))
-        return directory
+    def export(self, directory: str | Path) -> Path | None:
+        """``save_pretrained`` of the model and its tokenizer: loads with plain ``transformers``. Called on every rank:
+        under a sharded strategy the whole weights are gathered first (a collective), then rank 0 writes them.
+        Returns the directory on rank 0, None elsewhere."""
+        state = full_state_dict(self.model)
+        if self._trainer is not None and not self.trainer.is_global_zero:
+            return None
+        return save_export(self.model, self.tokenizer, directory, state)
 
 
-def adamw(named_parameters, lr: float, hp: Any) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; no weight decay on biases and norms."""
+def save_export(model: Any, tokenizer: Any, directory: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+    """``model.save_pretrained`` (with ``state``, the gathered whole weights, when the model is sharded) and the
+    tokenizer's ``save_pretrained`` into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(directory), state_dict=state)
+    tokenizer.save_pretrained(str(directory))
+    return directory
+
+
+def adamw(named_parameters, lr: float, hp: Any) -> torch.optim.Optimizer:
+    """The optimizer of ``hp`` (an ``OptimConf``) over the trainable parameters, with no weight decay on biases and
+    norms: AdamW with ``betas``/``eps``, or ``hp.optimizer``, a ``_partial_`` ``_target_`` node (e.g.
+    ``{_target_: torch.optim.SGD, _partial_: true, momentum: 0.9}``) called with the same groups and ``lr``."""
     decay, no_decay = [], []
     for name, param in named_parameters:
         if not param.requires_grad:
             continue
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if hp.optimizer is not None:
+        from hydra.utils import instantiate
+
+        return instantiate(hp.optimizer)(groups, lr=lr)
     # The fused kernel (CPU and CUDA, floating-point parameters) is ~5x faster than the default per-tensor loop.
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(hp.betas), eps=hp.eps, fused=fused or None)

@@ -7,18 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import (
-    Callback,
-    EarlyStopping,
-    LearningRateMonitor,
-    ModelCheckpoint,
-    RichProgressBar,
-    TQDMProgressBar,
-)
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from rlhf.callbacks import AtomicCheckpointIO, build_callbacks
 from rlhf.errors import ConfigError
-from rlhf.utils.reliability import NonFiniteGuard
 
 
 def teardown_distributed(barrier: bool = True) -> None:
@@ -35,106 +28,13 @@ def teardown_distributed(barrier: bool = True) -> None:
         dist.destroy_process_group()
 
 
-class TokenThroughput(Callback):
-    """Logs ``train/tokens_per_sec`` and ``train/samples_per_sec`` (all ranks) over each logging window."""
-
-    def __init__(self):
-        self._t0: float | None = None
-        self._tokens = 0
-        self._samples = 0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        import time
-
-        if self._t0 is None:
-            self._t0 = time.perf_counter()
-        mask = batch.get("attention_mask") if isinstance(batch, dict) else None
-        if mask is not None:
-            self._tokens += int(mask.sum()) * trainer.world_size
-            self._samples += mask.shape[0] * trainer.world_size
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        import time
-
-        if (trainer.global_step % trainer.log_every_n_steps) or self._t0 is None or not self._tokens:
-            return
-        elapsed = max(time.perf_counter() - self._t0, 1e-9)
-        pl_module.log_dict({"train/tokens_per_sec": self._tokens / elapsed,
-                            "train/samples_per_sec": self._samples / elapsed}, rank_zero_only=True)
-        self._t0, self._tokens, self._samples = time.perf_counter(), 0, 0
-
-
-class RunCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose ``last.ckpt`` is refreshed at every validation, even when no top-k checkpoint is
-    kept (``save_top_k=0``): Lightning 2.6 would otherwise write ``last.ckpt`` only when training ends, and a
-    preempted run would have nothing to resume from."""
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
-class StopAtStep(Callback):
-    """Stop after a given optimizer step as if the job were preempted: validation runs, ``last.ckpt`` is saved, and
-    ``ckpt_path=last`` continues on the same schedule (``trainer.max_steps`` still sets the lr decay)."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step >= self.step:
-            trainer.should_stop = True
-
-
-def build_callbacks(cfg: DictConfig, output_dir: Path, optimized_metric: str | None,
-                    enable_checkpointing: bool, has_logger: bool = True) -> list[Callback]:
-    callbacks: list[Callback] = []
-    ckpt = cfg.checkpoint
-    if enable_checkpointing:
-        monitor = ckpt.monitor or optimized_metric
-        callbacks.append(RunCheckpoint(  # best-k by the monitored metric, and last.ckpt, at every validation
-            dirpath=str(output_dir / "checkpoints"), filename="best-step{step:06d}", auto_insert_metric_name=False,
-            monitor=monitor if ckpt.save_top_k else None, mode=ckpt.mode, save_top_k=ckpt.save_top_k,
-            save_last=True))
-    if cfg.progress_bar == "rich":
-        callbacks.append(RichProgressBar(leave=True))
-    elif cfg.progress_bar == "tqdm":
-        callbacks.append(TQDMProgressBar())
-    if cfg.lr_monitor and has_logger:  # Lightning refuses a LearningRateMonitor without a logger
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
-    if cfg.throughput:
-        callbacks.append(TokenThroughput())
-    if cfg.early_stopping_patience:
-        if not optimized_metric:
-            raise ConfigError("callbacks.early_stopping_patience needs optimized_metric (the metric to watch)")
-        callbacks.append(EarlyStopping(monitor=optimized_metric, mode=ckpt.mode,
-                                       patience=cfg.early_stopping_patience))
-    callbacks.append(NonFiniteGuard(cfg.nonfinite.policy, cfg.nonfinite.max_consecutive))
-    if cfg.stop_at_step:
-        callbacks.append(StopAtStep(cfg.stop_at_step))
-    if cfg.sample_ledger:
-        from rlhf.utils.reliability import SampleLedger
-
-        callbacks.append(SampleLedger(output_dir))
-    if enable_checkpointing and ckpt.every_n_train_steps:
-        from rlhf.utils.reliability import StepCheckpoint
-
-        # step<N>.ckpt and last.ckpt every N steps from the first, whatever is monitored; last of the callbacks, so the
-        # step's checkpoint holds what every other callback did at that step (e.g. the sample ledger's line)
-        callbacks.append(StepCheckpoint(output_dir / "checkpoints", ckpt.every_n_train_steps, ckpt.keep_steps))
-    return callbacks
-
-
-def build_strategy(cfg: DictConfig, accelerator: str) -> Any:
-    """A Lightning strategy object (or ``"auto"``) from ``rlhf.config.StrategyConf``."""
+def build_strategy(cfg: DictConfig) -> Any:
+    """A Lightning strategy object (or ``"auto"``) from ``rlhf.config.run.StrategyConf`` (checked against the
+    accelerator by ``validate_config``)."""
     name = cfg.name
     if name == "auto":
         return "auto"
     timeout = timedelta(minutes=cfg.timeout_minutes)
-    if name in ("fsdp", "deepspeed") and accelerator == "cpu":
-        raise ConfigError(f"strategy={name} needs GPUs (Lightning refuses it on CPU); on CPU use strategy=ddp or "
-                          f"strategy=ddp_spawn with trainer.devices=2")
     if name in ("ddp", "ddp_spawn", "ddp_fork"):
         from lightning.pytorch.strategies import DDPStrategy
 
@@ -187,3 +87,27 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     kwargs = OmegaConf.to_container(cfg, resolve=True)
     kwargs.pop("_target_", None)
     return {k: v for k, v in kwargs.items() if v is not None or k in ("gradient_clip_val", "check_val_every_n_epoch")}
+
+
+def build_trainer(cfg: DictConfig, output_dir: Path, method: str, manual_optimization: bool,
+                  resume_id: str | None) -> pl.Trainer:
+    """The Lightning Trainer of a run: the ``trainer`` group's arguments with its strategy, loggers and callbacks.
+    A module that steps its own optimizers (PPO) clips its own gradients (``method.max_grad_norm``), so the trainer's
+    clipping is left out for it (Lightning refuses it with manual optimization)."""
+    group = cfg.experiment_name or method
+    if HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
+        group = f"{group}/{Path(HydraConfig.get().sweep.dir).name}"
+    loggers = build_loggers(cfg.logger, output_dir, method, list(cfg.tags), group, resume_id)
+    callbacks = build_callbacks(cfg.callbacks, output_dir, cfg.optimized_metric, cfg.trainer.enable_checkpointing,
+                                has_logger=bool(loggers))
+    kwargs = trainer_kwargs(cfg.trainer)
+    kwargs["default_root_dir"] = kwargs.get("default_root_dir") or str(output_dir)
+    if cfg.callbacks.progress_bar == "none":
+        kwargs["enable_progress_bar"] = False
+    if manual_optimization:
+        kwargs.pop("gradient_clip_val", None)
+        kwargs.pop("gradient_clip_algorithm", None)
+    # sharded strategies write checkpoints their own way (a directory per checkpoint); the atomic file IO is for ours
+    plugins = [] if str(cfg.strategy.name).startswith(("deepspeed", "fsdp")) else [AtomicCheckpointIO()]
+    return pl.Trainer(**kwargs, strategy=build_strategy(cfg.strategy), callbacks=callbacks,
+                      logger=loggers or False, plugins=plugins)

@@ -44,9 +44,11 @@ class MaskedLMModule(TrainableModule):
 
     def __init__(self, cfg: Any, model: Any, tokenizer_dir: str):
         super().__init__(cfg, model, tokenizer_dir)
-        self.model = build_masked_lm(self.model_cfg, self.tokenizer)
         self.val_metrics = MaskedTokenMetrics()
         self.test_metrics = MaskedTokenMetrics()
+
+    def build_model(self) -> None:
+        self.model = build_masked_lm(self.model_cfg, self.tokenizer)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits

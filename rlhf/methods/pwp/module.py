@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
+from rlhf.callbacks.generation import GenerateAndScore
 from rlhf.methods.base import TrainableModule
 from rlhf.methods.pwp.config import PWPMethodConf
-from rlhf.methods.pwp.evaluation import GenerateAndScore
 from rlhf.models.policy import ValueHead, build_causal_lm
 from rlhf.objectives.pwp import awr_loss, mle_loss, rwr_loss, token_nll, unlikelihood_loss
 
@@ -23,12 +23,14 @@ class PreferenceWeightedLMModule(TrainableModule):
 
     def __init__(self, cfg: Any, model: Any, tokenizer_dir: str):
         super().__init__(cfg, model, tokenizer_dir)
-        cfg = self.cfg
-        new_tokens = list(cfg.control_tokens) if cfg.objective == "conditional" else []
-        self.model = build_causal_lm(self.model_cfg, self.tokenizer, new_tokens=new_tokens,
-                                     new_token_noise=cfg.control_init_noise)
-        self.value_head = ValueHead(self.model.config.hidden_size) if cfg.objective == "awr" else None
-        self.control_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in new_tokens]
+        self.new_tokens = list(self.cfg.control_tokens) if self.cfg.objective == "conditional" else []
+        self.control_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in self.new_tokens]
+        self.value_head = None
+
+    def build_model(self) -> None:
+        self.model = build_causal_lm(self.model_cfg, self.tokenizer, new_tokens=self.new_tokens,
+                                     new_token_noise=self.cfg.control_init_noise)
+        self.value_head = ValueHead(self.model.config.hidden_size) if self.cfg.objective == "awr" else None
 
     def configure_callbacks(self):
         return [GenerateAndScore(self.cfg.evaluation, self.cfg.seed)] if self.cfg.evaluation.enabled else []

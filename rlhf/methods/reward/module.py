@@ -46,7 +46,6 @@ class RewardModelModule(TrainableModule):
 
     def __init__(self, cfg: Any, model: Any, tokenizer_dir: str):
         super().__init__(cfg, model, tokenizer_dir)
-        self.model = build_reward_model(self.model_cfg, self.tokenizer)
         self.objective = self.cfg.objective
         # reward normalisation (mean/std of rewards on the validation responses) and the rating scale
         self.register_buffer("reward_stats", torch.tensor([0.0, 1.0]))
@@ -55,6 +54,9 @@ class RewardModelModule(TrainableModule):
             ("predicted", "target", "rating", "gold")
         self.val_buffer = EvalBuffer(names)
         self.test_buffer = EvalBuffer(names)
+
+    def build_model(self) -> None:
+        self.model = build_reward_model(self.model_cfg, self.tokenizer)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return reward_scores(self.model, input_ids, attention_mask)

@@ -1,27 +1,21 @@
-"""Faults: atomic checkpoint files, preemption (SIGTERM) at a step boundary, and the non-finite loss/gradient guard.
+"""Faults during training: preemption, non-finite values, and the record of what was trained on.
 
-- :class:`AtomicCheckpointIO` writes ``<name>.tmp-<pid>`` in the checkpoint's directory, fsyncs it and renames it into
-  place: a kill or an error during the write leaves the previous file intact (no half-written ``last.ckpt``).
 - :class:`Preemption` turns SIGTERM (SLURM preemption and time limit, Kubernetes, ``kill``) into a stop at the next
   step boundary with a resumable ``last.ckpt``; ``rlhf-train`` then closes W&B and exits with status 143.
-- :class:`StepCheckpoint` (``callbacks.checkpoint.every_n_train_steps``) writes ``step<N>.ckpt`` and ``last.ckpt``
-  every N optimizer steps from the first, whatever metric is monitored, so it bounds what a kill loses.
 - :class:`NonFiniteGuard` (used by every method's optimizer step) catches a NaN/Inf loss or gradient before the
   optimizer step: ``abort`` (default) saves a checkpoint of the state before the fault and stops with a message
   naming the step and the metric; ``skip`` leaves parameters and optimizer state unchanged, counts the skip
   (``train/nonfinite_skipped``) and aborts after ``max_consecutive`` skips in a row.
+- :class:`SampleLedger` records the dataset indices of every training batch (checks exact resume);
+  :class:`StopAtStep` stops as if preempted after a given step.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -29,73 +23,6 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from rlhf.errors import NonFiniteError
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a job stopped by SIGTERM
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a process killed mid-write
-            stale.unlink(missing_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        try:  # make the rename itself durable
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
-
-
-class StepCheckpoint(Callback):
-    """Every ``every_n`` optimizer steps from the first: ``checkpoints/step<N>.ckpt`` (the newest ``keep`` are kept)
-    and ``last.ckpt`` (a hard link to it where the filesystem allows, else a copy). Unlike Lightning's
-    ``ModelCheckpoint(every_n_train_steps=...)`` it does not wait for the monitored metric to exist, so a run that
-    validates every 1,000 steps still has a resume point every N steps. Written at the end of the step (a restart
-    point Lightning's loops support), on every rank together (the strategy writes on rank 0)."""
-
-    def __init__(self, dirpath: Path, every_n: int, keep: int = 2):
-        self.dirpath = Path(dirpath)
-        self.every_n = int(every_n)
-        self.keep = int(keep)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step == 0 or step % self.every_n or trainer.sanity_checking:
-            return
-        path = self.dirpath / f"step{step:06d}.ckpt"
-        trainer.save_checkpoint(str(path))
-        if not trainer.is_global_zero:
-            return
-        last = self.dirpath / "last.ckpt"
-        tmp = self.dirpath / f".last.ckpt.link-{os.getpid()}"
-        _remove(tmp)
-        try:
-            os.link(path, tmp)
-        except OSError:  # no hard links here, or a sharded checkpoint (a directory): copy it
-            (shutil.copytree if path.is_dir() else shutil.copyfile)(path, tmp)
-        if last.is_dir():
-            _remove(last)
-        os.replace(tmp, last)  # atomic for files: last.ckpt is the old or the new checkpoint, never half of one
-        for old in sorted(self.dirpath.glob("step*.ckpt"))[: -self.keep]:
-            _remove(old)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 class Preemption(Callback):
@@ -232,3 +159,15 @@ class SampleLedger(Callback):
         line = {"step": trainer.global_step, "epoch": trainer.current_epoch, "index": index.tolist()}
         with open(self.run_dir / f"samples_seen.rank{trainer.global_rank}.jsonl", "a") as handle:
             handle.write(json.dumps(line) + "\n")
+
+
+class StopAtStep(Callback):
+    """Stop after a given optimizer step as if the job were preempted: validation runs, ``last.ckpt`` is saved, and
+    ``ckpt_path=last`` continues on the same schedule (``trainer.max_steps`` still sets the lr decay)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True

@@ -1,0 +1,75 @@
+"""Exports under sharded strategies: whole weights are gathered before ``save_pretrained`` (``rlhf.models.sharding``).
+The FSDP2 path runs for real on CPU (``fully_shard`` over a one-process gloo group, in a subprocess); the export's
+use of a gathered state dict is checked with a hand-made one that differs from the local weights."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from rlhf.methods.base import save_export
+from rlhf.models.sharding import full_state_dict, is_sharded
+
+
+def _tiny_gpt2() -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=2, n_head=2, vocab_size=50, n_positions=32,
+                                      bos_token_id=0, eos_token_id=0))
+
+
+def _tokenizer() -> PreTrainedTokenizerFast:
+    from tokenizers import Tokenizer, models
+
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, "[UNK]")))
+
+
+def test_whole_models_export_their_own_weights_and_a_gathered_state_dict_replaces_them(tmp_path):
+    model = _tiny_gpt2()
+    assert not is_sharded(model) and full_state_dict(model) is None  # DDP / one device: nothing to gather
+    gathered = {k: torch.full_like(v, 0.5) for k, v in model.state_dict().items()}  # stands in for the gather
+    save_export(model, _tokenizer(), tmp_path / "export", gathered)
+    loaded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "export"))
+    weight = loaded.transformer.h[0].attn.c_attn.weight
+    assert torch.equal(weight, torch.full_like(weight, 0.5))  # the gathered values, not the local ones
+
+
+SHARDED = textwrap.dedent("""
+    import os, sys, torch, torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+    sys.path.insert(0, sys.argv[2])
+    from test_sharding import _tiny_gpt2, _tokenizer
+    from rlhf.methods.base import save_export
+    from rlhf.models.sharding import full_state_dict, is_sharded
+    from transformers import AutoModelForCausalLM
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[3])
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    model = _tiny_gpt2()
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+    for block in model.transformer.h:
+        fully_shard(block)
+    fully_shard(model)
+    assert is_sharded(model)
+    state = full_state_dict(model)
+    assert all(type(v) is torch.Tensor and v.device.type == "cpu" for v in state.values())
+    assert set(state) == set(reference) and all(torch.equal(state[k], reference[k]) for k in reference)
+    save_export(model, _tokenizer(), sys.argv[1], state)
+    loaded = AutoModelForCausalLM.from_pretrained(sys.argv[1]).state_dict()
+    assert all(torch.equal(loaded[k], reference[k]) for k in reference)
+    dist.destroy_process_group()
+    print("ok")
+""")
+
+
+def test_fsdp2_sharded_weights_are_gathered_whole_into_the_export(tmp_path):
+    import random
+    from pathlib import Path
+
+    tests = str(Path(__file__).parent)
+    port = str(random.randint(20000, 40000))
+    out = subprocess.run([sys.executable, "-c", SHARDED, str(tmp_path / "export"), tests, port],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
