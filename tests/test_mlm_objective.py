@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from rlhf.methods.mlm.module import MaskedTokenMetrics
-from rlhf.objectives.mlm import IGNORE_INDEX, counter_uniform, mask_tokens, masked_lm_loss, masked_lm_sums
+from rlhf.objectives import IGNORE_INDEX
+from rlhf.objectives.mlm import counter_uniform, mask_tokens, masked_lm_loss, masked_lm_sums
 
 MASK, CLS, SEP, PAD = 4, 2, 3, 0
 POOL = torch.arange(5, 1000)

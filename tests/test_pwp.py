@@ -231,3 +231,21 @@ def test_each_objective_moves_the_synthetic_preference_the_expected_way(make_cfg
         assert results[objective] < results["mle"] - 0.05, (objective, results)  # filtering: 0.39 vs 0.48
     # conditional training: the <|aligned|> prefix makes the misaligned continuation less likely than <|misaligned|>
     assert results["conditional"] < results["conditional/misaligned_prefix"] - 0.1, results
+
+
+def test_the_objective_registry_is_the_one_list_of_choices():
+    """Adding an objective is one class in rlhf/objectives/pwp.py and its name in OBJECTIVES: the schema's choices
+    (method.objective and data.objective) are that list, and each class builds from the method's settings."""
+    import dataclasses
+
+    from rlhf.config import as_config
+    from rlhf.methods.pwp.config import PWPDataConf, PWPMethodConf
+    from rlhf.objectives.pwp import AWR, OBJECTIVES, Unlikelihood
+
+    for schema in (PWPMethodConf, PWPDataConf):
+        field = next(f for f in dataclasses.fields(schema) if f.name == "objective")
+        assert field.metadata["choices"] == tuple(OBJECTIVES)
+    cfg = as_config(PWPMethodConf, {"unlikelihood_alpha": 0.3, "awr_alpha": 0.7, "beta": 2.0})
+    assert OBJECTIVES["unlikelihood"].from_config(cfg) == Unlikelihood(0.3, "strict")
+    assert OBJECTIVES["awr"].from_config(cfg) == AWR(0.7, 2.0, 1000.0) and AWR.needs_values
+    assert not OBJECTIVES["filtering"].needs_values

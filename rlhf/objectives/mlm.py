@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
-
+from rlhf.objectives import IGNORE_INDEX
 
 _MASK64 = (1 << 64) - 1
 

@@ -1,18 +1,26 @@
 """PPO maths on padded ``[batch, response_tokens]`` tensors with a 0/1 ``mask`` of real response tokens.
 
 Pure functions (plus two tiny KL-coefficient controllers), unit-tested against hand-computed values and plain loops:
-KL estimators, reward shaping, GAE, whitening, RLOO baselines, the clipped policy and value losses. Losses return
-*token sums*; the caller divides by the token count of the whole minibatch (over micro-batches and ranks), so
-gradient accumulation gives exactly the large-batch loss.
+score normalisation (running or per batch), KL estimators, reward shaping, GAE, whitening (also over ranks), RLOO
+baselines, the clipped policy and value losses, entropy. Losses return *token sums*; the caller divides by
+:func:`token_denominator`, the token count of the whole minibatch (over micro-batches and ranks), so gradient
+accumulation gives exactly the large-batch loss. Functions that need the other ranks take an ``all_reduce``
+callable (``torch.distributed.all_reduce``: sums a tensor over ranks in place; ``None`` for one process), so they are
+tested without processes.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
+AllReduce = Callable[[torch.Tensor], object]  # sums a tensor over ranks in place (torch.distributed.all_reduce)
 
+
+# ---- masked reductions over response tokens --------------------------------------------------------------------------
 def masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``x`` on real tokens, 0 elsewhere (also where ``x`` is inf/nan there, e.g. the logprob of a banned pad)."""
     return torch.where(mask.bool(), x, torch.zeros((), dtype=x.dtype, device=x.device))
@@ -44,6 +52,70 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) 
     return masked(out, mask)
 
 
+def global_whiten(x: torch.Tensor, mask: torch.Tensor, all_reduce: AllReduce | None = None) -> torch.Tensor:
+    """:func:`masked_whiten` with the mean and unbiased variance of the masked entries of every rank (float64 sums
+    of x, x^2 and the count, reduced by ``all_reduce``): the whitening one process with the global batch computes."""
+    if all_reduce is None:
+        return masked_whiten(x, mask)
+    stats = torch.stack([(x * mask).sum(), (x * x * mask).sum(), mask.sum()]).double()
+    all_reduce(stats)
+    n = stats[2].clamp(min=2)
+    mean = stats[0] / n
+    var = (stats[1] / n - mean ** 2) * n / (n - 1)
+    return masked(((x.double() - mean) * torch.rsqrt(var.clamp(min=0) + 1e-8)).to(x.dtype), mask)
+
+
+def token_denominator(tokens: torch.Tensor, all_reduce: AllReduce | None = None, world_size: int = 1) -> torch.Tensor:
+    """The divisor of a minibatch's token sums: its tokens on all ranks / ``world_size`` (at least 1). DDP averages
+    gradients over ranks, so each rank's sum / this is the gradient of the token mean over the global minibatch."""
+    tokens = tokens.detach().clone().float()
+    if all_reduce is not None:
+        all_reduce(tokens)
+        tokens = tokens / world_size
+    return tokens.clamp(min=1.0)
+
+
+# ---- scores ----------------------------------------------------------------------------------------------------------
+class Moments(NamedTuple):
+    """Running statistics of every score seen so far (float64 scalars)."""
+
+    count: torch.Tensor  # how many scores
+    mean: torch.Tensor  # their mean
+    m2: torch.Tensor  # the sum of their squared deviations from the mean
+
+
+def update_moments(moments: Moments, values: torch.Tensor) -> Moments:
+    """The moments of the scores seen so far and ``values`` together (Chan et al.'s parallel form of Welford's
+    update: exact for a whole batch at once)."""
+    count, mean, m2 = moments
+    n = values.numel()
+    batch_mean = values.mean()
+    delta = batch_mean - mean
+    total = count + n
+    new_mean = mean + delta * n / total
+    new_m2 = m2 + ((values - batch_mean) ** 2).sum() + delta ** 2 * count * n / total
+    return Moments(total, new_mean, new_m2)
+
+
+def running_standardise(scores: torch.Tensor, moments: Moments) -> torch.Tensor:
+    """``(scores - mean) / std`` with the running mean and unbiased std (at least 1e-6), computed in float64."""
+    std = torch.sqrt(moments.m2 / (moments.count - 1).clamp(min=1)).clamp(min=1e-6)
+    return ((scores.double() - moments.mean) / std).float()
+
+
+def batch_standardise(scores: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """``(scores - mean) / std`` with the mean and unbiased std (at least 1e-6) of ``batch`` (every rank's scores)."""
+    return (scores - batch.mean()) / batch.std().clamp(min=1e-6)
+
+
+def penalise_missing_eos(scores: torch.Tensor, has_eos: torch.Tensor, penalty: float | None) -> torch.Tensor:
+    """``scores`` less ``penalty`` where the response has no EOS (it ran into max_new_tokens); ``None`` = no penalty."""
+    if penalty is None:
+        return scores
+    return scores - penalty * (~has_eos).float()
+
+
+# ---- rewards and advantages ------------------------------------------------------------------------------------------
 def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
     """Per-token estimate of KL(policy || reference) from tokens sampled by the policy.
 
@@ -102,6 +174,15 @@ def rloo_advantages(scores: torch.Tensor, group_size: int) -> torch.Tensor:
     return (grouped - baseline).reshape(-1)
 
 
+def rloo_token_advantages(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float,
+                          group_size: int) -> torch.Tensor:
+    """RLOO on one sequence-level return per sample, ``score - kl_coef * sum of kl``: its leave-one-out advantage
+    on every real token of the response."""
+    total = scores - kl_coef * kl.sum(-1)
+    return masked(rloo_advantages(total, group_size)[:, None].expand_as(mask), mask)
+
+
+# ---- losses (token sums) ---------------------------------------------------------------------------------------------
 def policy_loss_sum(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
                     mask: torch.Tensor, clip: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped surrogate ``max(-A r, -A clip(r, 1-e, 1+e))`` summed over real tokens, and its diagnostics (sums,
@@ -135,10 +216,25 @@ def value_loss_sum(values: torch.Tensor, old_values: torch.Tensor, returns: torc
     return 0.5 * masked_sum(loss, mask), logs
 
 
+# ---- entropy and diagnostics -----------------------------------------------------------------------------------------
+def entropy_from_logprobs(logp: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of a distribution given as log-probabilities along the last axis; -inf entries (banned tokens)
+    contribute 0."""
+    return -(logp.exp() * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
+
+
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of softmax(logits) along the last axis; -inf logits (banned tokens) contribute 0."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
+    return entropy_from_logprobs(torch.log_softmax(logits.float(), dim=-1))
+
+
+def logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor,
+                         with_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probabilities of ``tokens`` under softmax(logits) and (if asked) the entropy at each position, from one
+    log-softmax over the vocabulary."""
+    logp = torch.log_softmax(logits, dim=-1)
+    token_logp = logp.gather(-1, tokens[..., None]).squeeze(-1)
+    return token_logp, entropy_from_logprobs(logp) if with_entropy else None
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
@@ -149,6 +245,7 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     return float(1.0 - masked_var(returns - values, mask) / var_returns)
 
 
+# ---- KL coefficient --------------------------------------------------------------------------------------------------
 class FixedKLController:
     """A constant KL coefficient."""
 

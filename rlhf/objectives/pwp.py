@@ -1,6 +1,6 @@
 """Preference-weighted LM objectives (Korbak et al. 2023, "Pretraining Language Models with Human Preferences").
 
-All take next-token ``logits`` [B, T, V] and ``labels`` [B, T] already aligned (position t predicts labels[t]; -100
+All take next-token ``logits`` [B, T, V] and ``labels`` [B, T] already aligned (position t predicts labels[t]; IGNORE_INDEX
 is ignored) and per-token tensors aligned the same way: ``misaligned`` (bool: the predicted token's segment crosses
 the threshold), ``rewards`` (R of the predicted token's segment, higher is better). Each returns ``(loss, logs)``
 with the loss a mean over the valid tokens, as in the released code.
@@ -15,15 +15,18 @@ with the loss a mean over the valid tokens, as in the released code.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
+from rlhf.objectives import IGNORE_INDEX
 
 
 def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token negative log-likelihood (0 where ignored) and the valid-token mask."""
-    valid = labels != IGNORE
+    valid = labels != IGNORE_INDEX
     nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.clamp(min=0).reshape(-1),
                           reduction="none").view(labels.shape)
     return nll * valid, valid
@@ -85,6 +88,85 @@ def awr_loss(logits: torch.Tensor, labels: torch.Tensor, rewards: torch.Tensor, 
     return loss, {"lm_loss": _mean(nll, valid).detach(), "weighted_lm_loss": weighted.detach(),
                   "value_loss": value_loss.detach(), "weight_avg": _mean(weights, valid),
                   "weight_max": (weights * valid).max(), "advantage_avg": _mean(advantages, valid)}
+
+
+@dataclass(frozen=True)
+class TokenTerms:
+    """What a PWP objective reads, aligned so that position t predicts ``labels[t]`` (all [B, T])."""
+
+    logits: torch.Tensor  # [B, T, V] next-token logits
+    labels: torch.Tensor  # [B, T] the predicted tokens, IGNORE_INDEX where nothing is predicted
+    misaligned: torch.Tensor  # [B, T] bool: the predicted token's segment crosses the threshold
+    rewards: torch.Tensor  # [B, T] R of the predicted token's segment (higher is better)
+    scores: torch.Tensor  # [B, T] the raw segment score
+    values: torch.Tensor | None = None  # [B, T] value-head predictions (objectives with needs_values)
+
+
+class Objective:
+    """A PWP objective: ``objective(terms) -> (loss, logs)``. Built from the method's settings by ``from_config``
+    (``method.<its keys>``); ``needs_values`` asks the module for a value head. Adding one = a class here and its
+    name in ``OBJECTIVES``."""
+
+    needs_values = False
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Objective:
+        return cls()
+
+    def __call__(self, t: TokenTerms) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class MLE(Objective):
+    """Mean NLL: plain LM training, and filtering and conditional training (their difference is in the data)."""
+
+    def __call__(self, t: TokenTerms) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return mle_loss(t.logits, t.labels)
+
+
+@dataclass(frozen=True)
+class Unlikelihood(Objective):
+    alpha: float
+    mode: str
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Unlikelihood:
+        return cls(cfg.unlikelihood_alpha, cfg.unlikelihood_mode)
+
+    def __call__(self, t: TokenTerms) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return unlikelihood_loss(t.logits, t.labels, t.misaligned, self.alpha, t.scores, self.mode)
+
+
+@dataclass(frozen=True)
+class RWR(Objective):
+    beta: float
+    weight_max: float
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> RWR:
+        return cls(cfg.beta, cfg.weight_max)
+
+    def __call__(self, t: TokenTerms) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return rwr_loss(t.logits, t.labels, t.rewards, self.beta, self.weight_max)
+
+
+@dataclass(frozen=True)
+class AWR(Objective):
+    alpha: float
+    beta: float
+    weight_max: float
+    needs_values = True
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> AWR:
+        return cls(cfg.awr_alpha, cfg.beta, cfg.weight_max)
+
+    def __call__(self, t: TokenTerms) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return awr_loss(t.logits, t.labels, t.rewards, t.values, self.alpha, self.beta, self.weight_max)
+
+
+OBJECTIVES: dict[str, type[Objective]] = {"mle": MLE, "filtering": MLE, "conditional": MLE,
+                                          "unlikelihood": Unlikelihood, "rwr": RWR, "awr": AWR}
 
 
 def distinct_n(token_lists: list[list[int]], n: int) -> float:

@@ -9,6 +9,7 @@ from omegaconf import MISSING
 
 from rlhf.config.common import LoaderConf, OptimConf, ScorerConf, SourceConf, SplitConf
 from rlhf.config.fields import spec
+from rlhf.objectives.pwp import OBJECTIVES
 
 
 @dataclass
@@ -40,7 +41,7 @@ class ConditionalConf:
 @dataclass
 class PWPDataConf:
     _target_: str = "rlhf.methods.pwp.ScoredLMDataModule"
-    objective: str = spec("mle", choices=["mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"],
+    objective: str = spec("mle", choices=list(OBJECTIVES),
                           help="= method.objective (filtering and conditional change the training data).")
     source: SourceConf = spec(factory=SourceConf, help="Where the text comes from.")
     split: SplitConf = spec(factory=SplitConf, help="Deterministic train/val/test split by document.")
@@ -72,7 +73,7 @@ class EvaluationConf:
 @dataclass
 class PWPMethodConf(OptimConf):
     _target_: str = "rlhf.methods.pwp.PreferenceWeightedLMModule"
-    objective: str = spec("mle", choices=["mle", "filtering", "conditional", "unlikelihood", "rwr", "awr"],
+    objective: str = spec("mle", choices=list(OBJECTIVES),
                           help="mle (plain LM pretraining / fine-tuning), filtering, conditional, unlikelihood, rwr, "
                                "awr (Korbak et al. 2023).")
     unlikelihood_alpha: float = spec(1.0, ge=0.0, help="Unlikelihood: weight of -log(1 - p) on misaligned tokens.")

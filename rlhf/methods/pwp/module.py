@@ -15,7 +15,8 @@ from rlhf.callbacks.generation import GenerateAndScore
 from rlhf.methods.base import TrainableModule
 from rlhf.methods.pwp.config import PWPMethodConf
 from rlhf.models.policy import ValueHead, build_causal_lm
-from rlhf.objectives.pwp import awr_loss, mle_loss, rwr_loss, token_nll, unlikelihood_loss
+from rlhf.objectives import IGNORE_INDEX
+from rlhf.objectives.pwp import OBJECTIVES, TokenTerms, token_nll
 
 
 class PreferenceWeightedLMModule(TrainableModule):
@@ -25,12 +26,13 @@ class PreferenceWeightedLMModule(TrainableModule):
         super().__init__(cfg, model, tokenizer_dir)
         self.new_tokens = list(self.cfg.control_tokens) if self.cfg.objective == "conditional" else []
         self.control_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in self.new_tokens]
+        self.objective = OBJECTIVES[self.cfg.objective].from_config(self.cfg)
         self.value_head = None
 
     def build_model(self) -> None:
         self.model = build_causal_lm(self.model_cfg, self.tokenizer, new_tokens=self.new_tokens,
                                      new_token_noise=self.cfg.control_init_noise)
-        self.value_head = ValueHead(self.model.config.hidden_size) if self.cfg.objective == "awr" else None
+        self.value_head = ValueHead(self.model.config.hidden_size) if self.objective.needs_values else None
 
     def configure_callbacks(self):
         return [GenerateAndScore(self.cfg.evaluation, self.cfg.seed)] if self.cfg.evaluation.enabled else []
@@ -40,23 +42,16 @@ class PreferenceWeightedLMModule(TrainableModule):
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          output_hidden_states=with_hidden)
         logits = out.logits[:, :-1]
-        labels = batch["input_ids"][:, 1:].masked_fill(batch["attention_mask"][:, 1:] == 0, -100)
+        labels = batch["input_ids"][:, 1:].masked_fill(batch["attention_mask"][:, 1:] == 0, IGNORE_INDEX)
         hidden = out.hidden_states[-1][:, :-1] if with_hidden else None
         return logits, labels, hidden
 
     def objective_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        hp = self.cfg
-        logits, labels, hidden = self._shifted(batch, with_hidden=hp.objective == "awr")
+        logits, labels, hidden = self._shifted(batch, with_hidden=self.objective.needs_values)
         # position t predicts token t+1: use the predicted token's segment score
-        misaligned, rewards, scores = batch["misaligned"][:, 1:], batch["rewards"][:, 1:], batch["scores"][:, 1:]
-        if hp.objective in ("mle", "filtering", "conditional"):
-            return mle_loss(logits, labels)
-        if hp.objective == "unlikelihood":
-            return unlikelihood_loss(logits, labels, misaligned, hp.unlikelihood_alpha, scores, hp.unlikelihood_mode)
-        if hp.objective == "rwr":
-            return rwr_loss(logits, labels, rewards, hp.beta, hp.weight_max)
-        values = self.value_head(hidden)
-        return awr_loss(logits, labels, rewards, values, hp.awr_alpha, hp.beta, hp.weight_max)
+        terms = TokenTerms(logits, labels, batch["misaligned"][:, 1:], batch["rewards"][:, 1:], batch["scores"][:, 1:],
+                           self.value_head(hidden) if self.objective.needs_values else None)
+        return self.objective(terms)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, logs = self.objective_loss(batch)
