@@ -41,31 +41,19 @@ def calibration_bins(probabilities: torch.Tensor, outcomes: torch.Tensor, bins: 
 
 
 def calibration_error(probabilities: torch.Tensor, outcomes: torch.Tensor, bins: int = 10) -> torch.Tensor:
-    """Expected calibration error: ``sum_b (n_b / n) |mean(p in b) - mean(outcome in b)|`` over the bins of
-    :func:`calibration_bins`: a calibrated model that says 70% is right 70% of the time."""
-    rows = calibration_bins(probabilities, outcomes, bins)
-    total = sum(row["count"] for row in rows)
-    error = sum(row["count"] / total * abs(row["predicted"] - row["observed"]) for row in rows) if total else 0.0
-    return torch.tensor(error, dtype=torch.float32)
+    """Expected calibration error, ``sum_b (n_b / n) |mean(p in b) - mean(outcome in b)|`` over equal-width bins
+    (torchmetrics' binary ECE), with pairs symmetrised as in :func:`calibration_bins`: a calibrated model that says
+    70% is right 70% of the time."""
+    from torchmetrics.functional.classification import binary_calibration_error
 
-
-def _ranks(values: torch.Tensor) -> torch.Tensor:
-    """Average ranks (ties share the mean rank), 0-based."""
-    order = torch.argsort(values, stable=True)
-    ranks = torch.empty_like(values, dtype=torch.float64)
-    ranks[order] = torch.arange(len(values), dtype=torch.float64)
-    sorted_values = values[order]
-    start = 0
-    for i in range(1, len(values) + 1):
-        if i == len(values) or sorted_values[i] != sorted_values[start]:
-            ranks[order[start:i]] = (start + i - 1) / 2
-            start = i
-    return ranks
+    p = torch.cat([probabilities, 1 - probabilities]).float()
+    y = torch.cat([outcomes, 1 - outcomes]).long()
+    return binary_calibration_error(p, y, n_bins=bins, norm="l1").float()
 
 
 def spearman(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Spearman rank correlation (Pearson correlation of average ranks)."""
-    rx, ry = _ranks(x.double()), _ranks(y.double())
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denominator = (rx.norm() * ry.norm()).clamp(min=1e-12)
-    return (rx @ ry / denominator).float()
+    """Spearman rank correlation: the Pearson correlation of average ranks (ties share the mean rank),
+    torchmetrics' ``spearman_corrcoef``."""
+    from torchmetrics.functional import spearman_corrcoef
+
+    return spearman_corrcoef(x.double(), y.double()).float()
