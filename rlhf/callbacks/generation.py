@@ -15,10 +15,10 @@ import torch
 
 from rlhf.config.fields import as_config
 from rlhf.data.segments import split_segments
-from rlhf.methods.base import stable_seed
 from rlhf.methods.pwp.config import EvaluationConf
 from rlhf.models.policy import left_pad, response_mask, sample
 from rlhf.objectives.pwp import distinct_n, expected_max, is_misaligned, to_reward
+from rlhf.utils.rng import stable_seed
 from rlhf.utils.run import log_samples
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from rlhf.utils.rng import epoch_seed
+
 
 class ResumableSampler(Sampler):
     """Shuffles with ``torch.Generator(seed + epoch)``, gives each rank every ``world_size``-th sample, and can skip
@@ -46,7 +48,7 @@ class ResumableSampler(Sampler):
 
     def order(self, epoch: int) -> list[int]:
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
             indices = torch.randperm(self.num_samples, generator=generator).tolist()
         else:
             indices = list(range(self.num_samples))

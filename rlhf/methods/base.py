@@ -3,7 +3,6 @@ LightningModule spine (AdamW with warm-up and decay, RNG state in checkpoints, H
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 from functools import cached_property
@@ -26,22 +25,7 @@ from rlhf.data.sampling import ResumableSampler
 from rlhf.data.tokenizer import build_tokenizer
 from rlhf.errors import DataError
 from rlhf.models.sharding import full_state_dict
-
-
-def _digest64(*parts: Any) -> bytes:
-    return hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
-
-
-def stable_seed(*parts: Any) -> int:
-    """A non-negative 63-bit seed that is a function of ``parts`` only (not of the process, rank order or RNG state):
-    the same after a resume and in any worker."""
-    return int.from_bytes(_digest64(*parts), "big") >> 1
-
-
-def sample_key(seed: int, split: str, epoch: int, index: int) -> int:
-    """A signed 64-bit key owned by one sample of one epoch: the seed of all its randomness (e.g. its MLM mask), the
-    same in any batch, worker process or rank, and after a resume."""
-    return int.from_bytes(_digest64(seed, split, epoch, index), "big", signed=True)
+from rlhf.utils.rng import stable_seed  # noqa: F401  (PPO imports it from here until its refactor lands)
 
 
 class TextDataModule(pl.LightningDataModule):
