@@ -169,7 +169,7 @@ def test_a_method_with_the_wrong_dataset_is_refused(make_cfg):
 
 def test_another_optimizer_and_extra_callbacks_come_from_target_nodes(make_cfg, tmp_path):
     """``method.optimizer`` (a _partial_ node) replaces AdamW, keeping lr and the no-decay groups;
-    ``callbacks.extra`` adds any callback by its _target_."""
+    ``callbacks.extra`` and ``logger.extra`` add any callback or logger by its _target_."""
     from pathlib import Path
 
     import torch
@@ -188,6 +188,12 @@ def test_another_optimizer_and_extra_callbacks_come_from_target_nodes(make_cfg, 
     callbacks = build_callbacks(cfg.callbacks, Path(cfg.paths.output_dir), cfg.optimized_metric, True)
     finder = [c for c in callbacks if isinstance(c, LearningRateFinder)]
     assert len(finder) == 1 and finder[0]._num_training_steps == 7
+    from rlhf.utils.builders import build_loggers
+
+    loggers = build_loggers(make_cfg("logger=csv", "logger.extra=[{_target_: lightning.pytorch.loggers.CSVLogger, "
+                                     f"save_dir: {tmp_path / 'more'}}}]").logger, tmp_path, "mlm", [], None, None)
+    assert [type(x).__name__ for x in loggers] == ["CSVLogger", "CSVLogger"]
+    assert loggers[1].save_dir == str(tmp_path / "more")
     bad = make_cfg("callbacks.extra=[{_target_: no.such.Callback}]")
     with pytest.raises(ConfigError, match=r"callbacks.extra\[0\] cannot be built"):
         build_callbacks(bad.callbacks, Path(bad.paths.output_dir), bad.optimized_metric, True)

@@ -76,6 +76,9 @@ class WandbConf:
 class LoggerConf:
     wandb: WandbConf | None = spec(None, help="Weights & Biases (default).")
     csv: bool = spec(False, help="Also write metrics.csv in the run dir.")
+    extra: list[Any] = spec(factory=list, help="More Lightning loggers, each a _target_ node, e.g. 'logger.extra=[{"
+                                                "_target_: lightning.pytorch.loggers.TensorBoardLogger, save_dir: "
+                                                "tb}]'.")
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rlhf.callbacks import AtomicCheckpointIO, build_callbacks
@@ -79,6 +80,11 @@ def build_loggers(cfg: DictConfig, output_dir: Path, name: str, tags: list[str],
         from lightning.pytorch.loggers import CSVLogger
 
         loggers.append(CSVLogger(save_dir=str(output_dir), name="csv"))
+    for i, node in enumerate(cfg.extra):  # any other Lightning logger, by its _target_
+        try:
+            loggers.append(instantiate(node))
+        except Exception as err:
+            raise ConfigError(f"logger.extra[{i}] cannot be built: {err}".replace("\n", " ")) from err
     return loggers
 
 

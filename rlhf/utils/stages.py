@@ -67,7 +67,9 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.Lightnin
 
 
 def load_best_weights(trainer: pl.Trainer) -> dict[str, float]:
-    """final_weights=best: put the best checkpoint's weights into the module before test and export."""
+    """final_weights=best: put the best checkpoint's weights into the module before test and export. (Lightning's
+    ``trainer.test(ckpt_path="best")`` would test them but leave the module's weights as they were, and the export
+    must be of the same weights that were tested.)"""
     callback = trainer.checkpoint_callback
     best = getattr(callback, "best_model_path", "") if callback is not None else ""
     if not best:
