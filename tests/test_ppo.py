@@ -1,11 +1,13 @@
-"""PPO: the maths on hand-computed values and plain loops, the rollout's logprob identity, gradient accumulation,
-monitors, the run end to end, learning on a toy reward, and resume parity."""
+"""PPO: the maths on hand-computed values and plain loops, the records and metrics, the Lightning step counter, the
+rollout's logprob identity, gradient accumulation, monitors, the run end to end, learning on a toy reward, and resume
+parity."""
 
 import csv
 import json
 import math
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -13,15 +15,28 @@ from transformers import AutoModelForCausalLM
 from rlhf.config import validate_config
 from rlhf.errors import ConfigError
 from rlhf.methods.ppo import monitors
+from rlhf.methods.ppo.lightning_compat import count_iteration
+from rlhf.methods.ppo.metrics import SampleMeans, UpdateStats
+from rlhf.methods.ppo.rollout import Advantages, Rollout, minibatches, sample_row_keys
 from rlhf.models.policy import position_ids, response_mask, sample, token_logprobs
 from rlhf.objectives.ppo import (
     AdaptiveKLController,
+    Moments,
+    batch_standardise,
+    entropy_from_logits,
     gae,
+    global_whiten,
     kl_estimate,
+    logprobs_and_entropy,
     masked_whiten,
+    penalise_missing_eos,
     policy_loss_sum,
     rloo_advantages,
+    rloo_token_advantages,
+    running_standardise,
     shape_rewards,
+    token_denominator,
+    update_moments,
     value_loss_sum,
 )
 from rlhf.train import build_data_and_module, run
@@ -126,6 +141,77 @@ def test_whitening_and_rloo_by_hand():
     assert torch.allclose(adv, torch.tensor([-3.0, -1.5, 4.5, -1.5, -1.5, 3.0]))
 
 
+def test_rloo_token_advantages_by_hand():
+    kl = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    # returns 1 - 1 * (0.5 + 0.5) = 0 and 3 - 1 * 1 = 2; each one's baseline is the other's: advantages -2 and 2
+    adv = rloo_token_advantages(torch.tensor([1.0, 3.0]), kl, mask, kl_coef=1.0, group_size=2)
+    assert torch.equal(adv, torch.tensor([[-2.0, -2.0, 0.0], [2.0, 0.0, 0.0]]))
+
+
+class OtherRank:
+    """A stand-in for ``torch.distributed.all_reduce`` over two ranks: adds the other rank's tensor in place."""
+
+    def __init__(self, other: float | list[float]):
+        self.other = other
+
+    def __call__(self, tensor: torch.Tensor) -> None:
+        tensor.add_(torch.tensor(self.other, dtype=tensor.dtype))
+
+
+def test_whitening_over_ranks_by_hand():
+    x = torch.tensor([[1.0, 2.0, 99.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    # the other rank holds one token, 3: sums of x, x^2 and the count are 3, 9, 1. Over 1, 2, 3: mean 2, unbiased
+    # variance ((1 + 4 + 9) / 3 - 4) * 3 / 2 = 1, so this rank's tokens whiten to -1 and 0 (the pad stays 0)
+    w = global_whiten(x, mask, OtherRank([3.0, 9.0, 1.0]))
+    assert torch.allclose(w, torch.tensor([[-1.0, 0.0, 0.0]]), atol=1e-6)
+    assert torch.equal(global_whiten(x, mask), masked_whiten(x, mask))  # one process: the plain masked whitening
+
+
+def test_token_denominator_by_hand():
+    tokens = torch.tensor(6.0)
+    assert float(token_denominator(tokens)) == 6.0
+    assert float(token_denominator(tokens, OtherRank(10.0), world_size=2)) == 8.0  # (6 + 10) tokens / 2 ranks
+    assert float(tokens) == 6.0  # the count given is left alone
+    assert float(token_denominator(torch.tensor(0.0))) == 1.0
+
+
+def test_running_score_moments_by_hand():
+    zero = torch.zeros((), dtype=torch.float64)
+    moments = update_moments(Moments(zero, zero, zero), torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    assert [float(m) for m in moments] == [3.0, 2.0, 2.0]  # count, mean, squared deviations 1 + 0 + 1
+    moments = update_moments(moments, torch.tensor([5.0], dtype=torch.float64))
+    # 1, 2, 3, 5: mean 11 / 4 = 2.75; deviations -1.75, -0.75, 0.25, 2.25 square to 3.0625 + 0.5625 + 0.0625 + 5.0625
+    assert [float(m) for m in moments] == [4.0, 2.75, 8.75]
+    scores = running_standardise(torch.tensor([5.0, 2.75]), moments)  # unbiased std sqrt(8.75 / 3)
+    assert scores.dtype == torch.float32
+    assert torch.allclose(scores, torch.tensor([2.25 / math.sqrt(8.75 / 3), 0.0]))
+    one = update_moments(Moments(zero, zero, zero), torch.tensor([4.0], dtype=torch.float64))
+    assert float(running_standardise(torch.tensor([4.0]), one)[0]) == 0.0  # std 0, clamped to 1e-6: no division by 0
+
+
+def test_batch_score_standardisation_and_missing_eos_penalty_by_hand():
+    # every rank's scores 1, 3, 5, 7: mean 4, unbiased std sqrt((9 + 1 + 1 + 9) / 3)
+    scores = batch_standardise(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 3.0, 5.0, 7.0]))
+    assert torch.allclose(scores, torch.tensor([-3.0, -1.0]) / math.sqrt(20 / 3))
+    assert torch.equal(batch_standardise(torch.tensor([2.0]), torch.tensor([2.0, 2.0])), torch.tensor([0.0]))
+    has_eos = torch.tensor([True, False])
+    assert torch.equal(penalise_missing_eos(torch.tensor([1.0, 1.0]), has_eos, 0.5), torch.tensor([1.0, 0.5]))
+    assert torch.equal(penalise_missing_eos(torch.tensor([1.0, 1.0]), has_eos, None), torch.tensor([1.0, 1.0]))
+
+
+def test_entropy_and_logprobs_by_hand():
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.5, 0.0]]))  # the 0 is a banned token (-inf)
+    # row 1: 0.5 ln 2 + 2 x 0.25 ln 4 = 1.5 ln 2; row 2: ln 2 (the banned token contributes 0, not nan)
+    expected = torch.tensor([1.5 * math.log(2.0), math.log(2.0)])
+    assert torch.allclose(entropy_from_logits(logits), expected)
+    logprobs, entropy = logprobs_and_entropy(logits, torch.tensor([1, 0]))
+    assert torch.allclose(logprobs, torch.log(torch.tensor([0.25, 0.5])))
+    assert torch.allclose(entropy, expected)
+    assert logprobs_and_entropy(logits, torch.tensor([1, 0]), with_entropy=False)[1] is None
+
+
 def test_monitors():
     assert monitors.negative_kl(torch.tensor([-1.0, -1.1, -0.9, -1.0])) is not None
     assert monitors.negative_kl(torch.tensor([-0.1, 0.2, -0.15, 0.1])) is None
@@ -135,6 +221,125 @@ def test_monitors():
     assert "reward hacking" in monitors.reward_hacking(history)
     history[-1]["gold"] = 0.49  # within 2 standard errors: noise
     assert monitors.reward_hacking(history) is None
+    # 1, 2, 3, 4: unbiased std sqrt((2.25 + 0.25 + 0.25 + 2.25) / 3), over sqrt(4)
+    assert monitors.standard_error(torch.tensor([1.0, 2.0, 3.0, 4.0])) == pytest.approx(math.sqrt(5 / 3) / 2)
+    assert monitors.standard_error(torch.tensor([1.0])) == 0.0
+
+
+# ---- records and metrics ------------------------------------------------------------------------------------------
+def _rollout(size: int = 3) -> Rollout:
+    rows = torch.arange(size, dtype=torch.float32)[:, None]
+    tokens = rows.expand(size, 2)
+    return Rollout(prompts=[f"p{i}" for i in range(size)], texts=[f"t{i}" for i in range(size)],
+                   seq=tokens.long(), seq_mask=torch.ones(size, 2), prompt_len=1, responses=tokens[:, 1:].long(),
+                   mask=torch.ones(size, 1), scores=rows[:, 0], gold=None, has_eos=rows[:, 0] > 0,
+                   logprobs=-tokens, sample_logprobs=-tokens, ref_logprobs=tokens, values=2 * tokens,
+                   entropy=torch.tensor(0.5), times={"generate": 1.0})
+
+
+def test_rollout_and_advantages_select_rows():
+    rollout = _rollout()
+    part = rollout.select(torch.tensor([2, 0]))
+    assert part.prompts == ["p2", "p0"] and part.texts == ["t2", "t0"] and part.size == 2
+    assert torch.equal(part.scores, torch.tensor([2.0, 0.0])) and torch.equal(part.values[:, 0], torch.tensor([4.0, 0.0]))
+    assert torch.equal(part.has_eos, torch.tensor([True, False])) and part.gold is None
+    assert part.prompt_len == 1 and float(part.entropy) == 0.5 and part.times == {"generate": 1.0}  # per batch: kept
+    adv = Advantages(advantages=torch.tensor([[1.0], [2.0], [3.0]]), returns=torch.zeros(3, 1), kl=torch.zeros(3, 1),
+                     scores=torch.tensor([7.0, 8.0, 9.0]), rewards=None)
+    picked = adv.select(torch.tensor([1]))
+    assert torch.equal(picked.advantages, torch.tensor([[2.0]])) and torch.equal(picked.scores, torch.tensor([8.0]))
+    assert picked.rewards is None
+    assert rollout.table_rows(2) == [{"prompt": "p0", "response": "t0", "reward": 0.0},
+                                     {"prompt": "p1", "response": "t1", "reward": 1.0}]
+
+
+def test_row_keys_and_minibatches():
+    # prompts 5 and 9, 2 samples each: keys 5 * 2 + 0, 5 * 2 + 1, 9 * 2 + 0, 9 * 2 + 1
+    assert sample_row_keys(torch.tensor([5, 9]), 2).tolist() == [10, 11, 18, 19]
+    assert sample_row_keys(torch.tensor([5, 9]), 1).tolist() == [5, 9]
+    order = torch.randperm(7, generator=torch.Generator().manual_seed(3))
+    batches = list(minibatches(7, 3, torch.Generator().manual_seed(3)))  # 3 x 2 rows of a permutation; 1 left out
+    assert [b.tolist() for b in batches] == [order[0:2].tolist(), order[2:4].tolist(), order[4:6].tolist()]
+
+
+def test_sample_means_sum_over_batches_and_devices():
+    device0, device1 = SampleMeans(("reward", "gold")), SampleMeans(("reward", "gold"))
+    device0.update({"reward": torch.tensor([1.0, 2.0])})
+    device0.update({"reward": torch.tensor([3.0])})
+    device1.update({"reward": torch.tensor([4.0, 5.0, 6.0, 9.0])})
+    device0.merge_state(device1)  # what the sync across devices does
+    # (1 + 2 + 3 + 4 + 5 + 6 + 9) / 7 = 30 / 7 over every sample (not the mean of the means 2 and 6); gold never came
+    assert device0.compute() == {"reward": pytest.approx(30 / 7)}
+
+
+def test_sample_means_reset_under_inference_mode_update_afterwards():
+    """evaluate_at_start: a test (inference mode) resets the states before a fit's validation (no inference mode)."""
+    means = SampleMeans(("reward",))
+    with torch.inference_mode():
+        means.update({"reward": torch.tensor([1.0, 2.0])})
+        means.compute()
+        means.reset()
+    means.update({"reward": torch.tensor([3.0, 5.0])})  # an in-place update of an inference tensor would raise here
+    assert float(means.compute()["reward"]) == 4.0
+
+
+def test_update_stats_by_hand():
+    def sums(pg_loss, ratio, tokens, ratio_max):
+        values = {"pg_loss": pg_loss, "vf_loss": 1.0, "vf_clipfrac": 0.0, "clipfrac": 1.0, "approx_kl": 0.5,
+                  "ratio": ratio, "tokens": tokens, "ratio_max": ratio_max}
+        return {k: torch.tensor(v, dtype=torch.float64) for k, v in values.items()}
+
+    def two_minibatches() -> UpdateStats:
+        stats = UpdateStats(with_entropy=False)
+        stats.update(sums(2.0, 4.2, 4.0, 1.2), first=True)
+        stats.update(sums(3.0, 6.0, 6.0, 1.1), first=False)
+        return stats
+
+    out = two_minibatches().compute()
+    assert float(out["pg_loss"]) == pytest.approx((2 + 3) / 10) and float(out["vf_loss"]) == pytest.approx(2 / 10)
+    assert float(out["ratio_max"]) == 1.2 and float(out["first_minibatch_ratio"]) == pytest.approx(4.2 / 4)
+    assert "update_entropy" not in out
+    stats, other = two_minibatches(), UpdateStats(with_entropy=False)
+    other.update(sums(5.0, 9.9, 10.0, 1.3), first=True)  # another device
+    stats.merge_state(other)
+    out = stats.compute()
+    assert float(out["pg_loss"]) == pytest.approx(10 / 20) and float(out["clipfrac"]) == pytest.approx(3 / 20)
+    assert float(out["ratio_max"]) == 1.3 and float(out["first_minibatch_ratio"]) == pytest.approx((4.2 + 9.9) / 14)
+
+
+class ManualSteps(pl.LightningModule):
+    """Steps its raw optimizer twice per batch, as PPO does, and counts one step per batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+        self.layer = torch.nn.Linear(2, 1)
+        self.batches = 0
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        for _ in range(2):
+            self.layer(batch).sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        self.batches += 1
+        count_iteration(self.trainer)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.randn(10, 2), batch_size=1)
+
+
+def test_count_iteration_makes_global_step_count_batches():
+    """Fails when Lightning moves ``fit_loop.epoch_loop.manual_optimization.optim_step_progress`` (AttributeError)
+    or stops reading global_step from it (the fit would run all 10 batches): then fix ``lightning_compat.py``."""
+    module = ManualSteps()
+    trainer = pl.Trainer(max_steps=3, max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module)
+    assert module.batches == 3 and trainer.global_step == 3
 
 
 # ---- rollout ------------------------------------------------------------------------------------------------------
@@ -168,13 +373,12 @@ def test_rollout_logprobs_equal_the_recomputed_ones_and_the_first_ratio_is_one(p
     _, _, module, batch = ppo_parts("model.dropout=0.3", "model.attention_dropout=0.3", "method.temperature=0.7")
     module.train()
     roll = module.rollout(batch, torch.Generator().manual_seed(0))
-    mask = roll["mask"]
-    assert torch.allclose(roll["sample_logprobs"] * mask, roll["logprobs"], atol=1e-5)
-    assert torch.allclose(roll["logprobs"], roll["ref_logprobs"], atol=1e-6)  # the reference is the initial policy
+    assert torch.allclose(roll.sample_logprobs * roll.mask, roll.logprobs, atol=1e-5)
+    assert torch.allclose(roll.logprobs, roll.ref_logprobs, atol=1e-6)  # the reference is the initial policy
     adv = module.advantages(roll)
     stats = module.minibatch_backward(roll, adv, torch.arange(4), micro=2)
-    assert stats["ratio"] / stats["tokens"] == pytest.approx(1.0, abs=1e-6)
-    assert stats["ratio_max"] == pytest.approx(1.0, abs=1e-5) and stats["clipfrac"] == 0.0
+    assert float(stats["ratio"] / stats["tokens"]) == pytest.approx(1.0, abs=1e-6)
+    assert float(stats["ratio_max"]) == pytest.approx(1.0, abs=1e-5) and float(stats["clipfrac"]) == 0.0
 
 
 def test_sampling_is_pure_and_truncates_after_the_first_eos():

@@ -1,26 +1,31 @@
 """``PPOModule``: RLHF of a causal-LM policy against any Scorer, with a KL penalty to a frozen reference.
 
-One ``training_step`` is one PPO iteration: sample responses to a batch of prompts, score them, compute reference
-logprobs and values, shape per-token rewards, estimate advantages (GAE, or RLOO sharing the same rollout), then run
-``ppo_epochs`` passes over ``num_minibatches`` minibatches, each accumulated over micro-batches. ``global_step``
-counts iterations, so ``trainer.max_steps``, ``val_check_interval`` and checkpoints are in iterations.
+One ``training_step`` is one PPO iteration, read top to bottom: :meth:`rollout` (sample responses to a batch of
+prompts, score them, the frozen passes: old logprobs, reference logprobs, values), :meth:`advantages` (shape the
+scores and the KL into per-token advantages: GAE, or RLOO sharing the same rollout), :meth:`ppo_update`
+(``ppo_epochs`` passes over ``num_minibatches`` minibatches, each accumulated over micro-batches), then logging.
+``global_step`` counts iterations, so ``trainer.max_steps``, ``val_check_interval`` and checkpoints are in
+iterations. The records passed along are in ``rollout.py``, every formula in ``rlhf/objectives/ppo.py``, the metrics
+in ``metrics.py``.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torchmetrics import MeanMetric
+from torchmetrics import CatMetric
 
 from rlhf.errors import ConfigError
 from rlhf.methods.base import TrainableModule, adamw, lr_schedule, stable_seed
 from rlhf.methods.ppo import monitors
 from rlhf.methods.ppo.config import PPOMethodConf
+from rlhf.methods.ppo.lightning_compat import count_iteration
+from rlhf.methods.ppo.metrics import SampleMeans, UpdateStats, k1_per_response, rollout_stats, sample_values
+from rlhf.methods.ppo.rollout import Advantages, Rollout, minibatches, sample_row_keys, timed
 from rlhf.models.policy import (
     ValueHead,
     build_causal_lm,
@@ -36,16 +41,22 @@ from rlhf.models.policy import (
 from rlhf.objectives.ppo import (
     AdaptiveKLController,
     FixedKLController,
-    explained_variance,
+    Moments,
+    batch_standardise,
     gae,
+    global_whiten,
     kl_estimate,
+    logprobs_and_entropy,
     masked,
     masked_mean,
     masked_sum,
-    masked_whiten,
+    penalise_missing_eos,
     policy_loss_sum,
-    rloo_advantages,
+    rloo_token_advantages,
+    running_standardise,
     shape_rewards,
+    token_denominator,
+    update_moments,
     value_loss_sum,
 )
 from rlhf.scoring.build import build_scorer
@@ -61,13 +72,8 @@ class PPOModule(TrainableModule):
         super().__init__(cfg, model, tokenizer_dir)
         cfg = self.cfg
         self.automatic_optimization = False
-        self.model = build_causal_lm(self.model_cfg, self.tokenizer)  # the policy; ``model`` so export() saves it
-        disable_dropout(self.model)
         self.banned_ids = [self.tokenizer.pad_token_id]  # never sampled, so masks built from pad stay exact
-        self.ref = frozen_copy(self.model)
-        hidden = self.model.config.hidden_size
-        self.value_head = ValueHead(hidden) if cfg.value == "head" else None
-        self.critic = build_critic(cfg.critic_init, self.model, self.tokenizer) if cfg.value == "separate" else None
+        self.ref = self.value_head = self.critic = None  # built with the policy by build_model
         self.kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target
                        else FixedKLController(cfg.kl_coef))
         # running statistics of the scores (reward_norm=running), in the state dict so a resume continues them
@@ -76,11 +82,24 @@ class PPOModule(TrainableModule):
         self.register_buffer("score_m2", torch.zeros((), dtype=torch.float64))
         self.scorer = None
         self.gold_scorer = None
+        self.update_stats = UpdateStats(with_entropy=bool(cfg.entropy_coef))
+        self.val_metrics = SampleMeans()
+        self.test_metrics = SampleMeans()
+        self.val_gold = CatMetric()  # every gold score of a validation, for the standard error of val/gold
         self.eval_history: list[dict[str, float]] = []
         self._warned: set[str] = set()
-        self._eval: dict[str, MeanMetric] = {}
         self._eval_samples: list[dict] = []
-        self._eval_gold: list[torch.Tensor] = []
+
+    def build_model(self) -> None:
+        """The policy (``model``, so export() saves it), its frozen copy the reference, and the value head or the
+        separate critic."""
+        self.model = build_causal_lm(self.model_cfg, self.tokenizer)
+        disable_dropout(self.model)
+        self.ref = frozen_copy(self.model)
+        if self.cfg.value == "head":
+            self.value_head = ValueHead(self.model.config.hidden_size)
+        else:
+            self.critic = build_critic(self.cfg.critic_init, self.model, self.tokenizer)
 
     # ---- setup ---------------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -101,12 +120,162 @@ class PPOModule(TrainableModule):
     def configure_optimizers(self):
         hp = self.cfg
         policy = adamw(self.model.named_parameters(), hp.lr, hp)
-        value_module = self.value_head if self.value_head is not None else self.critic
-        value = adamw(value_module.named_parameters(), hp.critic_lr or hp.lr, hp)
+        value = adamw(self._value_module().named_parameters(), hp.critic_lr or hp.lr, hp)
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
         schedule = lr_schedule(hp.scheduler, hp.warmup_steps, total, hp.min_lr_ratio)
         schedulers = [torch.optim.lr_scheduler.LambdaLR(o, schedule) for o in (policy, value)]
         return [policy, value], [{"scheduler": s, "interval": "step"} for s in schedulers]
+
+    # ---- the PPO iteration ---------------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        start = time.perf_counter()
+        generator = self._generator("train", self.global_step)
+        rollout = self.rollout(batch, generator, key_tag=("train", self.global_step))
+        adv = self.advantages(rollout)
+        with timed(rollout.times, "update"):
+            update = self.ppo_update(rollout, adv, generator, warmup=self.global_step < self.cfg.critic_warmup_steps)
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+        metrics = self._iteration_metrics(rollout, adv, update, start)
+        self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False)
+        self.log("train/reward_mean", metrics["train/reward"], prog_bar=True, on_step=True, on_epoch=False)
+        self.kl_ctl.update(metrics["train/kl"], rollout.size * self._world_size())
+        self._check_health(k1_per_response(rollout), metrics["train/entropy"])
+        count_iteration(self.trainer)
+
+    @torch.no_grad()
+    def rollout(self, batch: dict, generator: torch.Generator, key_tag: tuple = ()) -> Rollout:
+        """Sample, score, and the frozen passes (old logprobs, reference logprobs, values), timed per phase.
+
+        With ``key_tag`` and prompt indices in the batch, each response's randomness is keyed by (seed, tag, prompt
+        index, sample number): the same responses on any number of ranks (see :func:`sample`)."""
+        hp, tok, times = self.cfg, self.tokenizer, {}
+        k = hp.samples_per_prompt
+        input_ids = batch["input_ids"].repeat_interleave(k, 0)
+        attention_mask = batch["attention_mask"].repeat_interleave(k, 0)
+        prompts = [p for p in batch["prompt"] for _ in range(k)]
+        row_keys, stream = None, 0
+        if key_tag and "index" in batch:
+            row_keys, stream = sample_row_keys(batch["index"], k), stable_seed(hp.seed, *key_tag)
+        with timed(times, "generate"):
+            responses, sample_logprobs = sample(self.model, input_ids, attention_mask, hp.max_new_tokens,
+                                                tok.eos_token_id, tok.pad_token_id, hp.temperature, hp.top_k, hp.top_p,
+                                                generator, banned_ids=self.banned_ids, row_keys=row_keys, stream=stream)
+            mask = response_mask(responses, tok.eos_token_id, tok.pad_token_id)
+        with timed(times, "score"):
+            texts = self._decode(responses, mask)
+            scores, gold = self._score(prompts, texts, f"PPO {key_tag[0] if key_tag else 'rollout'} at step "
+                                                       f"{self.global_step}")
+        prompt_len = input_ids.shape[1]
+        seq = torch.cat([input_ids, responses], 1)
+        seq_mask = torch.cat([attention_mask, mask], 1)
+        with timed(times, "reference"):
+            logprobs, token_entropy, values = self._policy_pass(seq, seq_mask, prompt_len, responses)
+            ref_logits, _ = forward_logits(self.ref, seq, seq_mask, prompt_len)
+            ref_logprobs = token_logprobs(ref_logits, responses, hp.temperature, self.banned_ids)
+        with timed(times, "value"):
+            if values is None:
+                values = self._critic_values(seq, seq_mask, prompt_len)
+        return Rollout(prompts=prompts, texts=texts, seq=seq, seq_mask=seq_mask, prompt_len=prompt_len,
+                       responses=responses, mask=mask.float(), scores=scores, gold=gold,
+                       has_eos=(responses == tok.eos_token_id).any(-1), logprobs=masked(logprobs, mask),
+                       sample_logprobs=sample_logprobs, ref_logprobs=masked(ref_logprobs, mask),
+                       values=masked(values, mask), entropy=masked_mean(token_entropy, mask), times=times)
+
+    @torch.no_grad()
+    def advantages(self, rollout: Rollout) -> Advantages:
+        """Scores (missing-EOS penalty, normalisation, clipping) and the KL to the reference, shaped into per-token
+        advantages: GAE with the critic's values, or RLOO over each prompt's samples; whitened if asked."""
+        hp, mask = self.cfg, rollout.mask
+        scores = self._normalise_scores(penalise_missing_eos(rollout.scores, rollout.has_eos, hp.missing_eos_penalty))
+        kl = masked(kl_estimate(rollout.logprobs, rollout.ref_logprobs, hp.kl_estimator), mask)
+        if hp.advantage == "gae":
+            rewards = shape_rewards(scores, kl, mask, self.kl_ctl.value)
+            advantages, returns = gae(rewards, rollout.values, mask, hp.gamma, hp.lam)
+        else:
+            rewards = None
+            advantages = returns = rloo_token_advantages(scores, kl, mask, self.kl_ctl.value, hp.samples_per_prompt)
+        if hp.whiten_advantages:
+            advantages = global_whiten(advantages, mask, self._all_reduce())
+        return Advantages(advantages=advantages, returns=returns, kl=kl, scores=scores, rewards=rewards)
+
+    def ppo_update(self, rollout: Rollout, adv: Advantages, generator: torch.Generator,
+                   warmup: bool) -> dict[str, float]:
+        """``ppo_epochs`` x ``num_minibatches`` optimizer steps (the policy's skipped in critic warm-up); each
+        minibatch loss is the token mean over the minibatch, accumulated over micro-batches (the same gradient as one
+        large batch). Returns the update's diagnostics (:class:`UpdateStats`)."""
+        hp = self.cfg
+        policy_opt, value_opt = self.optimizers(use_pl_optimizer=False)
+        micro = hp.micro_batch_size or rollout.size // hp.num_minibatches
+        self.update_stats.reset()
+        for epoch in range(hp.ppo_epochs):
+            for i, rows in enumerate(minibatches(rollout.size, hp.num_minibatches, generator)):
+                sums = self.minibatch_backward(rollout, adv, rows, micro, warmup)
+                self.update_stats.update(sums, first=epoch == 0 and i == 0)
+                self._step(value_opt, self._value_module().parameters())
+                if warmup:
+                    policy_opt.zero_grad(set_to_none=True)
+                else:
+                    self._step(policy_opt, self.model.parameters())
+        return {key: float(value) for key, value in self.update_stats.compute().items()}
+
+    def minibatch_backward(self, rollout: Rollout, adv: Advantages, rows: torch.Tensor, micro: int,
+                           warmup: bool = False) -> dict[str, torch.Tensor]:
+        """Accumulate the gradient of one minibatch's loss (token sums / the minibatch's token count on all ranks)
+        over micro-batches of ``micro`` rows. Returns the minibatch's token sums of the diagnostics, its ``tokens``
+        and ``ratio_max`` (float64)."""
+        denominator = token_denominator(rollout.mask[rows].sum(), self._all_reduce(), self._world_size())
+        zero = torch.zeros((), dtype=torch.float64, device=self.device)
+        summed = (*self.update_stats.sum_keys, "tokens")
+        sums = dict.fromkeys((*summed, "ratio_max"), zero)
+        for start in range(0, len(rows), micro):
+            part = rows[start:start + micro]
+            loss, logs = self._loss_sum(rollout.select(part), adv.select(part), warmup)
+            if self._trainer is not None:
+                self.manual_backward(loss / denominator)
+            else:
+                (loss / denominator).backward()
+            sums.update({key: sums[key] + logs.get(key, zero).double() for key in summed})
+            sums["ratio_max"] = torch.maximum(sums["ratio_max"], logs["ratio_max"].double())
+        return sums
+
+    def _loss_sum(self, part: Rollout, adv: Advantages, warmup: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A micro-batch's loss as a token sum: the clipped policy loss (0 in critic warm-up), plus ``vf_coef`` x
+        the clipped value loss (gae), less ``entropy_coef`` x the entropy; and its diagnostics (token sums)."""
+        hp, mask = self.cfg, part.mask
+        logprobs, entropy, values = self._policy_pass(part.seq, part.seq_mask, part.prompt_len, part.responses,
+                                                      with_entropy=bool(hp.entropy_coef))
+        if values is None:
+            values = self._critic_values(part.seq, part.seq_mask, part.prompt_len)
+        pg, logs = policy_loss_sum(logprobs, part.logprobs, adv.advantages, mask, hp.clip_range)
+        logs = {**logs, "pg_loss": pg.detach(), "tokens": mask.sum()}
+        loss = pg * (0.0 if warmup else 1.0)
+        if hp.advantage == "gae":
+            vf, vf_logs = value_loss_sum(values, part.values, adv.returns, mask, hp.value_clip)
+            loss = loss + hp.vf_coef * vf
+            logs.update(vf_logs, vf_loss=vf.detach())
+        else:
+            loss = loss + 0.0 * values.sum()  # keeps every parameter in the graph (DDP)
+        if hp.entropy_coef:  # otherwise train/entropy is the rollout's (no extra pass over the vocabulary)
+            entropy = masked_sum(entropy, mask)
+            loss = loss - hp.entropy_coef * entropy
+            logs["update_entropy"] = entropy.detach()
+        return loss, logs
+
+    def _iteration_metrics(self, rollout: Rollout, adv: Advantages, update: dict[str, float],
+                           start: float) -> dict[str, float]:
+        """``train/*``: the rollout's numbers (averaged over ranks), the update's and the KL coefficient; ``time/*``
+        per phase; throughput."""
+        stats = self._mean_over_ranks(rollout_stats(rollout, adv, with_critic=self.cfg.advantage == "gae"))
+        metrics = {f"train/{k}": v for k, v in (stats | update).items()}
+        metrics["train/kl_coef"] = self.kl_ctl.value
+        elapsed = time.perf_counter() - start
+        metrics.update({f"time/{phase}": rollout.times.get(phase, 0.0) for phase in PHASES})
+        metrics["time/iteration"] = elapsed
+        episodes = rollout.size * self._world_size()
+        metrics["train/episodes_per_sec"] = episodes / max(elapsed, 1e-9)
+        metrics["train/episodes"] = float((self.global_step + 1) * episodes)
+        return metrics
 
     # ---- model passes --------------------------------------------------------------------------------------------
     def _policy_pass(self, seq: torch.Tensor, seq_mask: torch.Tensor, prompt_len: int, responses: torch.Tensor,
@@ -114,16 +283,23 @@ class PPOModule(TrainableModule):
         """Logprobs of the response tokens, per-token entropy of the sampling distribution (if asked) and values
         (value=head) from one forward of the policy and one log-softmax."""
         logits, hidden = forward_logits(self.model, seq, seq_mask, prompt_len, output_hidden=self.value_head is not None)
-        log_dist = torch.log_softmax(scaled_logits(logits, self.cfg.temperature, self.banned_ids), dim=-1)
-        logprobs = log_dist.gather(-1, responses[..., None]).squeeze(-1)
-        entropy = None
-        if with_entropy:
-            entropy = -(log_dist.exp() * log_dist.masked_fill(torch.isinf(log_dist), 0.0)).sum(-1)
+        logprobs, entropy = logprobs_and_entropy(scaled_logits(logits, self.cfg.temperature, self.banned_ids),
+                                                 responses, with_entropy)
         values = self.value_head(hidden) if self.value_head is not None else None
-        return entropy, logprobs, values
+        return logprobs, entropy, values
 
     def _critic_values(self, seq: torch.Tensor, seq_mask: torch.Tensor, prompt_len: int) -> torch.Tensor:
         return self.critic(seq, seq_mask)[:, prompt_len - 1:-1]
+
+    def _value_module(self) -> torch.nn.Module:
+        return self.value_head if self.value_head is not None else self.critic
+
+    def _score(self, prompts: list[str], texts: list[str], where: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The reward's scores (float32) and the gold scorer's (None without one)."""
+        scores = self.scorer.score(prompts, texts, where=where).to(self.device, torch.float32)
+        gold = self.gold_scorer.score(prompts, texts, where=where).to(self.device) \
+            if self.gold_scorer is not None else None
+        return scores, gold
 
     def _generator(self, *tag: Any) -> torch.Generator:
         gen = torch.Generator(device=self.device)
@@ -134,206 +310,41 @@ class PPOModule(TrainableModule):
         return self.tokenizer.batch_decode((responses * mask + self.tokenizer.pad_token_id * (1 - mask)).tolist(),
                                            skip_special_tokens=True)
 
-    # ---- rollout -------------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def rollout(self, batch: dict, generator: torch.Generator, key_tag: tuple = ()) -> dict[str, Any]:
-        """Sample, score, and the frozen passes (old logprobs, reference logprobs, values), timed per phase.
-
-        With ``key_tag`` and prompt indices in the batch, each response's randomness is keyed by (seed, tag, prompt
-        index, sample number): the same responses on any number of ranks (see :func:`sample`)."""
-        hp = self.cfg
-        times = {}
-        k = hp.samples_per_prompt
-        input_ids = batch["input_ids"].repeat_interleave(k, 0)
-        attention_mask = batch["attention_mask"].repeat_interleave(k, 0)
-        prompts = [p for p in batch["prompt"] for _ in range(k)]
-        tok = self.tokenizer
-
-        row_keys, stream = None, 0
-        if key_tag and "index" in batch:
-            row_keys = batch["index"].to(torch.int64).repeat_interleave(k, 0) * k + torch.arange(k).repeat(
-                batch["index"].shape[0]).to(batch["index"].device)
-            stream = stable_seed(hp.seed, *key_tag)
-        t = time.perf_counter()
-        responses, sample_logprobs = sample(self.model, input_ids, attention_mask, hp.max_new_tokens,
-                                            tok.eos_token_id, tok.pad_token_id, hp.temperature, hp.top_k, hp.top_p,
-                                            generator, banned_ids=self.banned_ids, row_keys=row_keys, stream=stream)
-        mask = response_mask(responses, tok.eos_token_id, tok.pad_token_id)
-        times["generate"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        texts = self._decode(responses, mask)
-        where = f"PPO {key_tag[0] if key_tag else 'rollout'} at step {self.global_step}"
-        scores = self.scorer.score(prompts, texts, where=where).to(self.device, torch.float32)
-        has_eos = (responses == tok.eos_token_id).any(-1)
-        gold = self.gold_scorer.score(prompts, texts, where=where).to(self.device) \
-            if self.gold_scorer is not None else None
-        times["score"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        prompt_len = input_ids.shape[1]
-        seq = torch.cat([input_ids, responses], 1)
-        seq_mask = torch.cat([attention_mask, mask], 1)
-        token_entropy, logprobs, values = self._policy_pass(seq, seq_mask, prompt_len, responses)
-        ref_logits, _ = forward_logits(self.ref, seq, seq_mask, prompt_len)
-        ref_logprobs = token_logprobs(ref_logits, responses, hp.temperature, self.banned_ids)
-        entropy = masked_mean(token_entropy, mask)
-        times["reference"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        if values is None:
-            values = self._critic_values(seq, seq_mask, prompt_len)
-        times["value"] = time.perf_counter() - t
-        return {"prompts": prompts, "texts": texts, "seq": seq, "seq_mask": seq_mask, "prompt_len": prompt_len,
-                "responses": responses, "mask": mask.float(), "scores": scores, "gold": gold, "has_eos": has_eos,
-                "logprobs": masked(logprobs, mask), "sample_logprobs": sample_logprobs,
-                "ref_logprobs": masked(ref_logprobs, mask), "values": masked(values, mask), "entropy": entropy, "times": times}
-
-    # ---- rewards and advantages ----------------------------------------------------------------------------------
-    def _all_gather_flat(self, x: torch.Tensor) -> torch.Tensor:
-        if self._trainer is None or self.trainer.world_size == 1:
-            return x
-        return self.all_gather(x).reshape(-1)
-
+    # ---- scores and ranks ----------------------------------------------------------------------------------------
     def _normalise_scores(self, scores: torch.Tensor) -> torch.Tensor:
         hp = self.cfg
-        if hp.reward_norm == "running":
-            every = self._all_gather_flat(scores).double()
-            count, mean, m2 = self.score_count, self.score_mean, self.score_m2
-            n = every.numel()
-            batch_mean = every.mean()
-            delta = batch_mean - mean
-            total = count + n
-            self.score_mean = mean + delta * n / total
-            self.score_m2 = m2 + ((every - batch_mean) ** 2).sum() + delta ** 2 * count * n / total
-            self.score_count = total
-            std = torch.sqrt(self.score_m2 / (self.score_count - 1).clamp(min=1)).clamp(min=1e-6)
-            scores = ((scores.double() - self.score_mean) / std).float()
+        if hp.reward_norm == "running":  # the moments of every score of every rank so far (buffers: resumable)
+            moments = update_moments(Moments(self.score_count, self.score_mean, self.score_m2),
+                                     self._all_gather_flat(scores).double())
+            self.score_count, self.score_mean, self.score_m2 = moments
+            scores = running_standardise(scores, moments)
         elif hp.reward_norm == "batch":
-            every = self._all_gather_flat(scores)
-            scores = (scores - every.mean()) / every.std().clamp(min=1e-6)
+            scores = batch_standardise(scores, self._all_gather_flat(scores))
         if hp.reward_clip is not None:
             scores = scores.clamp(-hp.reward_clip, hp.reward_clip)
         return scores
 
-    def advantages(self, roll: dict) -> dict[str, torch.Tensor]:
-        hp = self.cfg
-        mask = roll["mask"]
-        scores = roll["scores"]
-        if hp.missing_eos_penalty is not None:
-            scores = scores - hp.missing_eos_penalty * (~roll["has_eos"]).float()
-        scores = self._normalise_scores(scores)
-        kl = masked(kl_estimate(roll["logprobs"], roll["ref_logprobs"], hp.kl_estimator), mask)
-        if hp.advantage == "gae":
-            rewards = shape_rewards(scores, kl, mask, self.kl_ctl.value)
-            adv, returns = gae(rewards, roll["values"], mask, hp.gamma, hp.lam)
-        else:  # rloo: one sequence-level return per sample, its leave-one-out baseline from the prompt's other samples
-            total = scores - self.kl_ctl.value * kl.sum(-1)
-            adv = masked(rloo_advantages(total, hp.samples_per_prompt)[:, None].expand_as(mask), mask)
-            returns = adv
-            rewards = None
-        if hp.whiten_advantages:
-            adv = self._whiten(adv, mask)
-        return {"advantages": adv, "returns": returns, "kl": kl, "shaped_scores": scores, "rewards": rewards}
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self._trainer is not None else 1
 
-    def _whiten(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Advantage whitening with the statistics of the global batch (all ranks), as one process would compute."""
-        world = self.trainer.world_size if self._trainer is not None else 1
-        if world == 1 or not (dist.is_available() and dist.is_initialized()):
-            return masked_whiten(x, mask)
-        stats = torch.stack([(x * mask).sum(), (x * x * mask).sum(), mask.sum()]).double()
-        dist.all_reduce(stats)
-        n = stats[2].clamp(min=2)
-        mean = stats[0] / n
-        var = (stats[1] / n - mean ** 2) * n / (n - 1)
-        return masked(((x.double() - mean) * torch.rsqrt(var.clamp(min=0) + 1e-8)).to(x.dtype), mask)
+    def _all_reduce(self):
+        """``torch.distributed.all_reduce`` when several ranks train, else None (the objectives' one-process path)."""
+        if self._world_size() > 1 and dist.is_available() and dist.is_initialized():
+            return dist.all_reduce
+        return None
 
-    # ---- the PPO iteration ---------------------------------------------------------------------------------------
-    def _token_denominator(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens of the minibatch on all ranks / world size: DDP averages gradients over ranks, so dividing each
-        rank's token sum by this gives the gradient of the global token mean."""
-        tokens = tokens.detach().clone().float()
-        world = self.trainer.world_size if self._trainer is not None else 1
-        if world > 1 and dist.is_available() and dist.is_initialized():
-            dist.all_reduce(tokens)
-            tokens = tokens / world
-        return tokens.clamp(min=1.0)
+    def _all_gather_flat(self, x: torch.Tensor) -> torch.Tensor:
+        if self._world_size() == 1:
+            return x
+        return self.all_gather(x).reshape(-1)
 
-    def ppo_update(self, roll: dict, adv: dict, generator: torch.Generator, warmup: bool) -> dict[str, float]:
-        """``ppo_epochs`` x ``num_minibatches`` optimizer steps; each minibatch loss is the token mean over the
-        minibatch, accumulated over micro-batches (the same gradient as one large batch)."""
-        hp = self.cfg
-        policy_opt, value_opt = self.optimizers(use_pl_optimizer=False)
-        n = roll["seq"].shape[0]
-        minibatch = n // hp.num_minibatches
-        value_module = self.value_head if self.value_head is not None else self.critic
-        totals: dict[str, float] = {}
-        ratio_max, first_ratio = 0.0, None
-        for _ in range(hp.ppo_epochs):
-            order = torch.randperm(n, generator=generator, device=self.device)
-            for start in range(0, minibatch * hp.num_minibatches, minibatch):
-                stats = self.minibatch_backward(roll, adv, order[start:start + minibatch],
-                                                hp.micro_batch_size or minibatch, warmup)
-                if first_ratio is None:
-                    first_ratio = stats["ratio"] / max(stats["tokens"], 1.0)
-                ratio_max = max(ratio_max, stats.pop("ratio_max"))
-                for key, value in stats.items():
-                    totals[key] = totals.get(key, 0.0) + value
-                self._step(value_opt, value_module.parameters())
-                if warmup:
-                    policy_opt.zero_grad(set_to_none=True)
-                else:
-                    self._step(policy_opt, self.model.parameters())
-        tokens = max(totals.pop("tokens", 0.0), 1.0)
-        out = {k: v / tokens for k, v in totals.items()}
-        out["ratio_max"] = ratio_max
-        out["first_minibatch_ratio"] = first_ratio if first_ratio is not None else 1.0
-        return out
-
-    def minibatch_backward(self, roll: dict, adv: dict, rows: torch.Tensor, micro: int,
-                           warmup: bool = False) -> dict[str, float]:
-        """Accumulate the gradient of one minibatch's loss (token sums / the minibatch's token count) over
-        micro-batches of ``micro`` rows. Returns token sums of the diagnostics."""
-        hp = self.cfg
-        mask = roll["mask"]
-        denominator = self._token_denominator(mask[rows].sum())
-        sums = {k: 0.0 for k in ("pg_loss", "vf_loss", "vf_clipfrac", "clipfrac", "approx_kl", "ratio", "tokens")}
-        if hp.entropy_coef:
-            sums["update_entropy"] = 0.0
-        ratio_max = 0.0
-        for mstart in range(0, len(rows), micro):
-            idx = rows[mstart:mstart + micro]
-            m = mask[idx]
-            token_entropy, logprobs, values = self._policy_pass(roll["seq"][idx], roll["seq_mask"][idx],
-                                                                roll["prompt_len"], roll["responses"][idx],
-                                                                with_entropy=bool(hp.entropy_coef))
-            if values is None:
-                values = self._critic_values(roll["seq"][idx], roll["seq_mask"][idx], roll["prompt_len"])
-            pg, pg_logs = policy_loss_sum(logprobs, roll["logprobs"][idx], adv["advantages"][idx], m, hp.clip_range)
-            loss = pg * (0.0 if warmup else 1.0)
-            if hp.advantage == "gae":
-                vf, vf_logs = value_loss_sum(values, roll["values"][idx], adv["returns"][idx], m, hp.value_clip)
-                loss = loss + hp.vf_coef * vf
-                sums["vf_loss"] += float(vf.detach())
-                sums["vf_clipfrac"] += float(vf_logs.get("vf_clipfrac", 0.0))
-            else:
-                loss = loss + 0.0 * values.sum()  # keeps every parameter in the graph (DDP)
-            if hp.entropy_coef:  # otherwise train/entropy is the rollout's (no extra pass over the vocabulary)
-                entropy = masked_sum(token_entropy, m)
-                loss = loss - hp.entropy_coef * entropy
-                sums["update_entropy"] += float(entropy.detach())
-            loss = loss / denominator
-            if self._trainer is not None:
-                self.manual_backward(loss)
-            else:
-                loss.backward()
-            sums["pg_loss"] += float(pg.detach())
-            sums["tokens"] += float(m.sum())
-            for key in ("clipfrac", "approx_kl", "ratio"):
-                sums[key] += float(pg_logs[key])
-            ratio_max = max(ratio_max, float(pg_logs["ratio_max"]))
-        sums["ratio_max"] = ratio_max
-        return sums
+    def _mean_over_ranks(self, stats: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Each value averaged over ranks (one all_gather for all)."""
+        keys = list(stats)
+        values = torch.stack([stats[k].float().to(self.device) for k in keys])
+        if self._world_size() > 1:
+            values = self.all_gather(values).float().mean(0)
+        return {k: float(v) for k, v in zip(keys, values)}
 
     def _step(self, optimizer: torch.optim.Optimizer, params) -> None:
         params = list(params)
@@ -348,63 +359,7 @@ class PPOModule(TrainableModule):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def training_step(self, batch: dict, batch_idx: int) -> None:
-        hp = self.cfg
-        start = time.perf_counter()
-        generator = self._generator("train", self.global_step)
-        roll = self.rollout(batch, generator, key_tag=("train", self.global_step))
-        times = roll["times"]
-        with torch.no_grad():
-            adv = self.advantages(roll)
-        t = time.perf_counter()
-        warmup = self.global_step < hp.critic_warmup_steps
-        stats = self.ppo_update(roll, adv, generator, warmup)
-        times["update"] = time.perf_counter() - t
-        for scheduler in self.lr_schedulers():
-            scheduler.step()
-
-        mask = roll["mask"]
-        kl_per_response = adv["kl"].sum(-1)
-        k1_per_response = (roll["logprobs"] - roll["ref_logprobs"]).sum(-1)
-        local = {
-            "reward": roll["scores"].mean(), "reward_shaped": adv["shaped_scores"].mean(),
-            "kl": kl_per_response.mean(), "entropy": roll["entropy"],
-            "response_length": mask.sum(-1).mean(), "eos_rate": roll["has_eos"].float().mean(),
-            "advantage_mean": masked_mean(adv["advantages"], mask), "returns_mean": masked_mean(adv["returns"], mask),
-            "values_mean": masked_mean(roll["values"], mask),
-            "rollout_logprob_gap": masked(roll["sample_logprobs"] - roll["logprobs"], mask).abs().max(),
-        }
-        if roll["gold"] is not None:
-            local["gold"] = roll["gold"].float().mean()
-        if hp.advantage == "gae":
-            local["value_explained_variance"] = torch.tensor(explained_variance(roll["values"], adv["returns"], mask))
-        keys = list(local)
-        values = torch.stack([local[k].float().to(self.device) for k in keys])
-        if self.trainer.world_size > 1:
-            values = self.all_gather(values).float().mean(0)
-        metrics = {f"train/{k}": float(v) for k, v in zip(keys, values)}
-        metrics.update({f"train/{k}": v for k, v in stats.items()})
-        metrics["train/kl_coef"] = self.kl_ctl.value
-        elapsed = time.perf_counter() - start
-        metrics.update({f"time/{phase}": times.get(phase, 0.0) for phase in PHASES})
-        metrics["time/iteration"] = elapsed
-        episodes = roll["seq"].shape[0] * self.trainer.world_size
-        metrics["train/episodes_per_sec"] = episodes / max(elapsed, 1e-9)
-        metrics["train/episodes"] = float((self.global_step + 1) * episodes)
-        self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False)
-        self.log("train/reward_mean", metrics["train/reward"], prog_bar=True, on_step=True, on_epoch=False)
-
-        self.kl_ctl.update(metrics["train/kl"], episodes)
-        self._check_health(kl_per_response if hp.kl_estimator == "k1" else k1_per_response, metrics["train/entropy"])
-        self._count_iteration()
-
-    def _count_iteration(self) -> None:
-        """One iteration = one ``global_step``: the optimizers were stepped directly (several times), so tell
-        Lightning's progress tracking about one step."""
-        loop = self.trainer.fit_loop.epoch_loop.manual_optimization
-        loop.optim_step_progress.increment_ready()
-        loop.optim_step_progress.increment_completed()
-
+    # ---- health --------------------------------------------------------------------------------------------------
     def _warn_once(self, kind: str, message: str | None) -> None:
         if message and kind not in self._warned:
             self._warned.add(kind)
@@ -433,23 +388,13 @@ class PPOModule(TrainableModule):
     # ---- evaluation ----------------------------------------------------------------------------------------------
     def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
         generator = self._generator(stage, batch_idx)
-        roll = self.rollout(batch, generator, key_tag=(stage,))  # the same samples at every evaluation of a policy
-        k1 = (roll["logprobs"] - roll["ref_logprobs"]).sum(-1)
-        values = {"reward": roll["scores"], "kl": k1, "response_length": roll["mask"].sum(-1),
-                  "eos_rate": roll["has_eos"].float()}
-        if roll["gold"] is not None:
-            values["gold"] = roll["gold"].float()
-            self._eval_gold.append(roll["gold"].float())
-        for key, value in values.items():
-            if key not in self._eval:
-                self._eval[key] = MeanMetric().to(self.device)
-            self._eval[key].update(value)
+        rollout = self.rollout(batch, generator, key_tag=(stage,))  # the same samples at every evaluation of a policy
+        values = sample_values(rollout)
+        (self.val_metrics if stage == "val" else self.test_metrics).update(values)
+        if stage == "val" and "gold" in values:
+            self.val_gold.update(values["gold"])
         if batch_idx == 0:
-            for i in range(min(self.cfg.samples_to_log, len(roll["texts"]))):
-                row = {"prompt": roll["prompts"][i], "response": roll["texts"][i], "reward": float(roll["scores"][i])}
-                if roll["gold"] is not None:
-                    row["gold"] = float(roll["gold"][i])
-                self._eval_samples.append(row)
+            self._eval_samples.extend(rollout.table_rows(self.cfg.samples_to_log))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, "val")
@@ -457,30 +402,26 @@ class PPOModule(TrainableModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, "test")
 
-    def _end_eval(self, stage: str) -> None:
-        results = {f"{stage}/{k}": m.compute() for k, m in self._eval.items()}
-        self._eval = {}  # fresh metrics next time: a test under inference mode (evaluate_at_start) before a fit's
-        # validation would otherwise leave states that cannot be updated in place outside inference mode
-        self.log_dict(results, sync_dist=True)  # MeanMetric already reduced over ranks: averages identical values
-        gold = torch.cat(self._eval_gold) if self._eval_gold else None
-        self._eval_gold = []
-        if stage == "val" and gold is not None and not self.trainer.sanity_checking:
-            stderr = float(gold.std() / math.sqrt(max(1, gold.numel()))) if gold.numel() > 1 else 0.0
-            self.eval_history.append({"step": float(self.global_step), "reward": float(results["val/reward"]),
-                                      "gold": float(results["val/gold"]), "gold_stderr": stderr})
-            self._warn_once("reward_hacking", monitors.reward_hacking(self.eval_history))
-        self._log_samples(stage)
-
-    def _log_samples(self, stage: str) -> None:
+    def _end_eval(self, stage: str, metrics: SampleMeans) -> None:
+        results = {f"{stage}/{k}": v for k, v in metrics.compute().items()}
+        metrics.reset()
+        self.log_dict(results, sync_dist=True)  # compute() has already reduced over ranks: averages identical values
+        if stage == "val":
+            if "val/gold" in results and not self.trainer.sanity_checking:
+                self.eval_history.append({"step": float(self.global_step), "reward": float(results["val/reward"]),
+                                          "gold": float(results["val/gold"]),
+                                          "gold_stderr": monitors.standard_error(self.val_gold.compute())})
+                self._warn_once("reward_hacking", monitors.reward_hacking(self.eval_history))
+            self.val_gold.reset()
         samples, self._eval_samples = self._eval_samples, []
         if self.global_rank == 0:
             log_samples(self.trainer, stage, samples)
 
     def on_validation_epoch_end(self) -> None:
-        self._end_eval("val")
+        self._end_eval("val", self.val_metrics)
 
     def on_test_epoch_end(self) -> None:
-        self._end_eval("test")
+        self._end_eval("test", self.test_metrics)
 
     # ---- checkpoints ---------------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

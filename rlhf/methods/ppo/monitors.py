@@ -29,6 +29,13 @@ def entropy_collapse(entropy: float, floor: float) -> str | None:
     return None
 
 
+def standard_error(values: torch.Tensor) -> float:
+    """The standard error of the mean of ``values`` (unbiased std / sqrt(n)); 0 for fewer than 2 values."""
+    if values.numel() < 2:
+        return 0.0
+    return float(values.std() / math.sqrt(values.numel()))
+
+
 def reward_hacking(history: list[dict[str, float]], tolerance: float = 2.0) -> str | None:
     """The proxy reward at its best so far while the gold score fell below its best by more than ``tolerance``
     standard errors of the gold mean. ``history``: evaluations with ``step``, ``reward``, ``gold``, ``gold_stderr``."""
