@@ -25,7 +25,6 @@ from rlhf.data.sampling import ResumableSampler
 from rlhf.data.tokenizer import build_tokenizer
 from rlhf.errors import DataError
 from rlhf.models.sharding import full_state_dict
-from rlhf.utils.rng import stable_seed  # noqa: F401  (PPO imports it from here until its refactor lands)
 
 
 class TextDataModule(pl.LightningDataModule):

@@ -6,7 +6,8 @@ scores and the KL into per-token advantages: GAE, or RLOO sharing the same rollo
 (``ppo_epochs`` passes over ``num_minibatches`` minibatches, each accumulated over micro-batches), then logging.
 ``global_step`` counts iterations, so ``trainer.max_steps``, ``val_check_interval`` and checkpoints are in
 iterations. The records passed along are in ``rollout.py``, every formula in ``rlhf/objectives/ppo.py``, the metrics
-in ``metrics.py``.
+in ``metrics.py``. (Over 400 lines on purpose: the iteration is one straight read, rollout to logging, rather than
+split across files a reader would have to jump between.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import CatMetric
 
 from rlhf.errors import ConfigError
-from rlhf.methods.base import TrainableModule, adamw, lr_schedule, stable_seed
+from rlhf.methods.base import TrainableModule, adamw, lr_schedule
 from rlhf.methods.ppo import monitors
 from rlhf.methods.ppo.config import PPOMethodConf
 from rlhf.methods.ppo.lightning_compat import count_iteration
@@ -60,6 +61,7 @@ from rlhf.objectives.ppo import (
     value_loss_sum,
 )
 from rlhf.scoring.build import build_scorer
+from rlhf.utils.rng import stable_seed
 from rlhf.utils.run import log_samples
 
 PHASES = ("generate", "score", "reference", "value", "update")
