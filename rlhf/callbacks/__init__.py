@@ -3,7 +3,7 @@
 The built-in callbacks are switched and tuned by typed keys (``callbacks.checkpoint.*``, ``callbacks.progress_bar``,
 ``callbacks.sample_ledger``, ...: see ``rlhf.config.run.CallbacksConf``); any other callback, yours or Lightning's,
 is added as a ``_target_`` node in ``callbacks.extra``, e.g.
-``'+callbacks.extra=[{_target_: lightning.pytorch.callbacks.DeviceStatsMonitor}]'``.
+``'callbacks.extra=[{_target_: lightning.pytorch.callbacks.DeviceStatsMonitor}]'``.
 """
 
 from __future__ import annotations

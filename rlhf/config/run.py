@@ -77,8 +77,8 @@ class LoggerConf:
     wandb: WandbConf | None = spec(None, help="Weights & Biases (default).")
     csv: bool = spec(False, help="Also write metrics.csv in the run dir.")
     extra: list[Any] = spec(factory=list, help="More Lightning loggers, each a _target_ node, e.g. 'logger.extra=[{"
-                                                "_target_: lightning.pytorch.loggers.TensorBoardLogger, save_dir: "
-                                                "tb}]'.")
+                                                "_target_: lightning.pytorch.loggers.MLFlowLogger}]' (with mlflow "
+                                                "installed).")
 
 
 @dataclass
@@ -113,7 +113,7 @@ class CallbacksConf:
     stop_at_step: int | None = spec(None, ge=1, help="Stop after this step as if preempted (validates, saves "
                                                      "last.ckpt); resume with ckpt_path=last.")
     extra: list[Any] = spec(factory=list, help="More callbacks, each a _target_ node (yours or Lightning's), e.g. "
-                                                "'+callbacks.extra=[{_target_: lightning.pytorch.callbacks."
+                                                "'callbacks.extra=[{_target_: lightning.pytorch.callbacks."
                                                 "DeviceStatsMonitor}]'.")
 
 

@@ -1,4 +1,4 @@
-"""Build a Scorer from its config (``rlhf.config.ScorerConf``): a gold scorer, a reward-model export, any Python
+"""Build a Scorer from its config (``rlhf.config.common.ScorerConf``): a gold scorer, a reward-model export, any Python
 callable, or a weighted sum of those."""
 
 from __future__ import annotations
