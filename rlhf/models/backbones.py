@@ -29,8 +29,8 @@ ENCODERS = {
 
 
 def encoder_config(cfg: Any, tokenizer, **extra):
-    cfg = as_config(BackboneConf, cfg)
     """The ``model.arch`` encoder's HF config from the backbone sizes (``extra``: e.g. ``num_labels=1``)."""
+    cfg = as_config(BackboneConf, cfg)
     arch = cfg.arch
     if arch == "roformer":
         extra.setdefault("embedding_size", cfg.hidden_size)
@@ -77,8 +77,8 @@ def check_vocab(model: PreTrainedModel, tokenizer, name: str) -> None:
 
 
 def build_masked_lm(cfg: Any, tokenizer) -> PreTrainedModel:
-    cfg = as_config(BackboneConf, cfg)
     """A masked-LM: ``BertForMaskedLM`` or ``RoFormerForMaskedLM`` from the config sizes, or any ``AutoModelForMaskedLM`` checkpoint."""
+    cfg = as_config(BackboneConf, cfg)
     if cfg.source == "pretrained":
         name = cfg.name_or_path
         model = _from_pretrained(AutoModelForMaskedLM, name, bool(cfg.random_init))
