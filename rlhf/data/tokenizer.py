@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_info
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from rlhf.config.common import TokenizerConf
@@ -125,10 +126,11 @@ def build_tokenizer(spec: Any, texts: Sequence[str] | None, cache_dir: str | os.
         if missing:
             raise DataError(missing)
         try:
-            return AutoTokenizer.from_pretrained(name)
+            tokenizer = AutoTokenizer.from_pretrained(name)
         except Exception as err:
             raise DataError(f"model.tokenizer.name_or_path={name!r}: no tokenizer could be loaded ({err}). Offline? "
                             f"Pass a local directory written by save_pretrained.") from err
+        return ensure_pad_token(tokenizer, name)
     if not texts:
         raise DataError("cannot train a tokenizer on an empty corpus")
     limit = spec.max_training_documents
@@ -140,6 +142,23 @@ def build_tokenizer(spec: Any, texts: Sequence[str] | None, cache_dir: str | os.
         return PreTrainedTokenizerFast.from_pretrained(str(target))
     save_tokenizer(_train_from_spec(texts, spec), target)
     return PreTrainedTokenizerFast.from_pretrained(str(target))
+
+
+PAD_TOKEN = "<|pad|>"
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrainedTokenizerBase:
+    """A distinct pad token for a tokenizer that has none or pads with EOS, as GPT-2, Pythia, Llama and Mistral ship:
+    padding with EOS would hide real EOS tokens and shift where rewards and values are read. The token is added as
+    ``<|pad|>`` (one log line); the model's embeddings grow by its row when the model is built
+    (``rlhf.models.backbones.fit_embeddings``), and both are saved with the run's tokenizer and its export."""
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return tokenizer
+    before = "has no pad token" if tokenizer.pad_token_id is None else f"pads with EOS ({tokenizer.pad_token!r})"
+    tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    rank_zero_info(f"[model] {name}: the tokenizer {before}; added a distinct pad token {PAD_TOKEN!r} (id "
+                   f"{tokenizer.pad_token_id}); the model's embeddings get one more row for it")
+    return tokenizer
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerBase, target: str | os.PathLike) -> Path:

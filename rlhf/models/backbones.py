@@ -68,12 +68,20 @@ def _from_pretrained(auto_class, name: str, random_init: bool = False, **kwargs)
             from err
 
 
-def check_vocab(model: PreTrainedModel, tokenizer, name: str) -> None:
+def fit_embeddings(model: PreTrainedModel, tokenizer, name: str) -> None:
+    """Grow the embeddings of a pretrained ``model`` for tokens added to its tokenizer (a pad token the hub model
+    lacked, control tokens); new rows start at the mean of the others (transformers' mean resizing). A tokenizer
+    with more *ordinary* tokens than the model has rows is the wrong tokenizer: that is an error."""
     rows = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:
-        raise ModelError(f"tokenizer/model mismatch: the tokenizer has {len(tokenizer)} tokens but {name} has "
-                         f"{rows} embedding rows; use the tokenizer saved with the model "
-                         f"(model.tokenizer.kind=pretrained, model.tokenizer.name_or_path={name})")
+        added = set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+        if not all(i in added for i in range(rows, len(tokenizer))):
+            raise ModelError(f"tokenizer/model mismatch: the tokenizer has {len(tokenizer)} tokens but {name} has "
+                             f"{rows} embedding rows; use the tokenizer saved with the model "
+                             f"(model.tokenizer.kind=pretrained, model.tokenizer.name_or_path={name})")
+        model.resize_token_embeddings(len(tokenizer))
+    if tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def build_masked_lm(cfg: Any, tokenizer) -> PreTrainedModel:
@@ -82,7 +90,7 @@ def build_masked_lm(cfg: Any, tokenizer) -> PreTrainedModel:
     if cfg.source == "pretrained":
         name = cfg.name_or_path
         model = _from_pretrained(AutoModelForMaskedLM, name, bool(cfg.random_init))
-        check_vocab(model, tokenizer, name)
+        fit_embeddings(model, tokenizer, name)
         return model
     arch = cfg.arch
     if arch not in ENCODERS:

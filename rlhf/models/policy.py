@@ -14,7 +14,7 @@ from transformers import AutoModel, AutoModelForCausalLM, GPT2LMHeadModel, PreTr
 from rlhf.config.common import BackboneConf
 from rlhf.config.fields import as_config
 from rlhf.errors import ModelError
-from rlhf.models.backbones import _from_pretrained, check_vocab
+from rlhf.models.backbones import _from_pretrained, fit_embeddings
 from rlhf.models.reward import gpt2_config
 
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # GPT2LMHeadModel, LlamaForCausalLM, GPTNeoXForCausalLM, ...
@@ -59,12 +59,7 @@ def build_causal_lm(cfg: Any, tokenizer, new_tokens: list[str] | None = None,
     if cfg.source == "pretrained":
         name = cfg.name_or_path
         model = _from_pretrained(AutoModelForCausalLM, name, bool(cfg.random_init))
-        rows = model.get_input_embeddings().weight.shape[0]
-        if new_ids and len(tokenizer) > rows and all(i >= rows for i in new_ids) and rows + len(new_ids) >= len(
-                tokenizer):
-            model.resize_token_embeddings(len(tokenizer))
-        check_vocab(model, tokenizer, name)
-        model.config.pad_token_id = tokenizer.pad_token_id
+        fit_embeddings(model, tokenizer, name)
     elif cfg.arch != "gpt2":
         raise ModelError(f"model.arch={cfg.arch!r} is not a causal LM; use model=tiny_gpt2 "
                          f"(model.arch=gpt2) or model=pretrained with a causal LM")

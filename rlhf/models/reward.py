@@ -23,7 +23,7 @@ from transformers import (
 from rlhf.config.common import BackboneConf
 from rlhf.config.fields import as_config
 from rlhf.errors import ModelError
-from rlhf.models.backbones import ENCODERS, _from_pretrained, check_vocab, encoder_config
+from rlhf.models.backbones import ENCODERS, _from_pretrained, encoder_config, fit_embeddings
 
 
 def gpt2_config(cfg: Any, tokenizer, **extra) -> GPT2Config:
@@ -77,9 +77,7 @@ def build_reward_model(cfg: Any, tokenizer) -> PreTrainedModel:
         random_init = bool(cfg.random_init)
         model = _from_pretrained(AutoModelForSequenceClassification, name, random_init, num_labels=1)
         already_reward_model = already_reward_model and not random_init
-        check_vocab(model, tokenizer, name)
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
+        fit_embeddings(model, tokenizer, name)
         if not already_reward_model:
             init_reward_head(model)
     elif cfg.arch == "gpt2":

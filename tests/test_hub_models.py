@@ -1,0 +1,89 @@
+"""Hub models as they come: a local directory with the conventions of ``gpt2`` (byte-level BPE, bos = eos = unk =
+``<|endoftext|>``, no pad token), written here with ``save_pretrained``, trains with every method that takes a causal
+LM; the framework adds a distinct pad token, grows the embeddings and says so."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from rlhf.data.corpora import bbc_news
+from rlhf.data.tokenizer import PAD_TOKEN
+from rlhf.train import run
+
+EOT = "<|endoftext|>"
+
+
+@pytest.fixture(scope="module")
+def gpt2_style_dir(tmp_path_factory) -> Path:
+    """A tiny GPT-2 with GPT-2's tokenizer conventions (no pad; bos = eos = unk), as ``save_pretrained`` writes it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    directory = tmp_path_factory.mktemp("hub") / "gpt2-style"
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    texts = [doc["text"] for _, doc in zip(range(300), bbc_news())]
+    raw.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=[EOT],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=EOT, eos_token=EOT, unk_token=EOT)
+    assert tokenizer.pad_token is None and tokenizer.bos_token_id == tokenizer.eos_token_id
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128,
+                                       bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id))
+    model.save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    return directory
+
+
+def _check_repaired_export(run_dir: Path, hub_dir: Path) -> None:
+    export = run_dir / "export"
+    tokenizer = AutoTokenizer.from_pretrained(str(export))
+    original = AutoTokenizer.from_pretrained(str(hub_dir))
+    assert tokenizer.pad_token == PAD_TOKEN and tokenizer.pad_token_id == len(original)
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id
+    config = json.loads((export / "config.json").read_text())
+    assert config["pad_token_id"] == tokenizer.pad_token_id
+    model = AutoModelForCausalLM.from_pretrained(str(export)) if "LMHead" in config["architectures"][0] else None
+    if model is not None:
+        assert model.get_input_embeddings().weight.shape[0] == len(original) + 1
+
+
+PPO = ["experiment=ppo_tiny", "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
+       "trainer.limit_test_batches=1", "data.loader.batch_size=4", "method.num_minibatches=2",
+       "method.max_new_tokens=6", "method.ppo_epochs=1", "model.num_heads=2"]
+PWP = ["experiment=pwp_tiny", "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
+       "trainer.limit_test_batches=1", "data.source.max_documents=60", "data.loader.batch_size=4",
+       "method.evaluation.num_samples=4", "method.evaluation.num_prompts=2", "method.evaluation.max_new_tokens=4"]
+REWARD = ["experiment=reward_tiny", "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
+          "trainer.limit_test_batches=1", "data.source.max_articles=40", "data.source.pairs_per_article=1",
+          "data.loader.batch_size=4"]
+
+
+@pytest.mark.parametrize("method", ["ppo", "pwp", "reward"])
+def test_a_gpt2_style_hub_model_without_a_pad_token_trains_and_exports(method, gpt2_style_dir, make_cfg, caplog):
+    overrides = {"ppo": PPO, "pwp": PWP, "reward": REWARD}[method]
+    cfg = make_cfg(*overrides, "model=pretrained", f"model.name_or_path={gpt2_style_dir}", "logger=csv",
+                   "callbacks.progress_bar=none", "trainer.enable_model_summary=false", fast=False)
+    with caplog.at_level(logging.INFO):
+        metrics = run(cfg)
+    assert metrics["trainer/global_step"] == 2.0
+    assert f"added a distinct pad token '{PAD_TOKEN}'" in caplog.text and "has no pad token" in caplog.text
+    _check_repaired_export(Path(cfg.paths.output_dir), gpt2_style_dir)
+
+
+def test_a_tokenizer_with_more_ordinary_tokens_than_the_model_is_still_refused(gpt2_style_dir, tmp_path):
+    from rlhf.errors import ModelError
+    from rlhf.models.policy import build_causal_lm
+
+    small = tmp_path / "small"
+    GPT2LMHeadModel(GPT2Config(vocab_size=100, n_embd=16, n_layer=1, n_head=2)).save_pretrained(str(small))
+    tokenizer = AutoTokenizer.from_pretrained(str(gpt2_style_dir))
+    tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    with pytest.raises(ModelError, match="tokenizer/model mismatch"):
+        build_causal_lm({"source": "pretrained", "name_or_path": str(small)}, tokenizer)
