@@ -229,7 +229,7 @@ def help_page(argv: list[str]) -> str:
     schema = selected_schema("method", [*overrides, f"method={choice}"]) if choice else None
     lines.append("")
     if schema is None:
-        known = ", ".join(_options(user_dirs).get("method", [])) or ", ".join(SCHEMAS["method"])
+        known = ", ".join(_options(user_dirs)["method"]) or ", ".join(SCHEMAS["method"])
         lines.append(f"method={choice}: no such option of the method group (options: {known}).")
         return "\n".join(lines)
     # The defaults a run gets: the schema's, then the method option's YAML, then the experiment overlay's method: keys

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def plan(cfg: DictConfig, routed: dict[str, list[str]] | None = None) -> list[di
     """The stages in order, each with its name, run dir, full override list and the stages it needs."""
     stages = OmegaConf.to_container(cfg.stages, resolve=True)
     names = list(stages)
-    routed = routed or {}
+    routed = defaultdict(list, routed or {})  # stage name (or "all") -> its overrides
     for name in routed:
         if name != "all" and name not in stages:
             raise PipelineError(f"{name}:... names no stage; stages: {', '.join(names)} (or all:key=value)")
@@ -75,8 +76,8 @@ def plan(cfg: DictConfig, routed: dict[str, list[str]] | None = None) -> list[di
             if need not in names[:position]:
                 raise PipelineError(f"stages.{name}.needs: {need!r} is not a stage that runs before {name!r} "
                                     f"(order: {', '.join(names)})")
-        overrides = [*cfg.common, *routed.get("all", []), *(stage.get("overrides") or []),
-                     *(stage.get("extra") or []), *routed.get(name, []), f"seed={cfg.seed}"]
+        overrides = [*cfg.common, *routed["all"], *(stage.get("overrides") or []),
+                     *(stage.get("extra") or []), *routed[name], f"seed={cfg.seed}"]
         steps.append({"name": name, "dir": out_dir / name, "needs": needs, "overrides": [str(o) for o in overrides],
                       "report": list(stage.get("report") or [])})
     if only:
@@ -130,11 +131,11 @@ def _marker(directory: Path) -> dict[str, Any] | None:
 
 
 def _stale_reason(step: dict[str, Any], marker: dict[str, Any], done: dict[str, dict]) -> str | None:
-    if marker.get("overrides") != step["overrides"]:
-        changed = sorted(set(step["overrides"]) ^ set(marker.get("overrides", [])))
+    if marker["overrides"] != step["overrides"]:
+        changed = sorted(set(step["overrides"]) ^ set(marker["overrides"]))
         return f"its overrides changed ({' '.join(changed)})"
     for need in step["needs"]:
-        if marker.get("inputs", {}).get(need) != done.get(need, {}).get("id"):
+        if marker["inputs"].get(need) != done[need]["id"]:
             return f"stage {need} ran again since"
     return None
 

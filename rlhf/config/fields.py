@@ -10,6 +10,7 @@ from dataclasses import field
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from rlhf.errors import ConfigError
 
@@ -75,10 +76,13 @@ def as_config(schema: type[T], value: Any = None, key: str = "") -> T:
     held to the same rules as one built from the command line."""
     if isinstance(value, schema):
         return value
-    node = OmegaConf.structured(schema)
-    if value is not None:
-        node = OmegaConf.merge(node, to_plain(value))
-    obj = OmegaConf.to_object(node)
+    try:
+        node = OmegaConf.structured(schema)
+        if value is not None:
+            node = OmegaConf.merge(node, to_plain(value))
+        obj = OmegaConf.to_object(node)
+    except OmegaConfBaseException as err:  # an unknown key or a value of the wrong type
+        raise ConfigError(f"{key or schema.__name__}: {err}".replace("\n", " ")) from err
     found = problems(obj, f"{key}." if key else "")
     if found:
         raise ConfigError(f"invalid {key or schema.__name__}:\n  - " + "\n  - ".join(found))

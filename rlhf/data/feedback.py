@@ -72,7 +72,7 @@ def _number(value: Any) -> float | None:
 
 def validate_records(rows, kind: str, columns: Any, origin: str, policy: Policy,
                      report: DropReport, rating_range: Sequence[float] | None = None) -> list[dict]:
-    """Clean records ``{"prompt", "chosen", "rejected", "margin"?}`` or ``{"prompt", "response", "rating"}``.
+    """Clean records ``{"prompt", "chosen", "rejected", "margin"}`` (margin 0 where the row has none) or ``{"prompt", "response", "rating"}``.
 
     ``rows`` yields ``(row number, raw record)``; ``columns`` maps our field names to the file's column names;
     ``rating_range`` (``[low, high]``, optional) is the scale every rating must lie on.
@@ -92,7 +92,7 @@ def validate_records(rows, kind: str, columns: Any, origin: str, policy: Policy,
             if chosen == rejected:
                 policy.handle("identical", where, "chosen == rejected (no preference to learn)", report)
                 continue
-            item = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+            item = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "margin": 0.0}  # no margin column: 0
             if col["margin"] in record and record[col["margin"]] is not None:
                 margin = _number(record[col["margin"]])
                 if margin is None:

@@ -253,7 +253,7 @@ class TrainableModule(pl.LightningModule):
             if states.get("cuda") is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(states["cuda"])
         else:  # only rank 0's state is saved: give other ranks a distinct, deterministic stream
-            seed = int(checkpoint.get("global_step", 0)) * 1_000_003 + rank
+            seed = int(checkpoint["global_step"]) * 1_000_003 + rank
             torch.manual_seed(seed)
             np.random.seed(seed % 2**32)
             random.seed(seed)

@@ -27,10 +27,7 @@ def build_scorer(spec: Any, key: str = "method.reward", device: str = "cpu") -> 
     (type, length, finiteness) at every call."""
     if spec is None:
         return None
-    try:
-        spec = as_config(ScorerConf, spec)
-    except Exception as err:  # an unknown key or a wrong type in a scorer spec (e.g. inside components)
-        raise ConfigError(f"{key}: {err}".replace("\n", " ")) from err
+    spec = as_config(ScorerConf, spec, key)
     if spec.kind in (None, "none"):
         return None
     scorer = _build(spec, key, device)
@@ -68,7 +65,7 @@ def _build(spec: ScorerConf, key: str, device: str) -> Scorer:
     if kind == "weighted_sum":
         if not spec.components:
             raise ConfigError(f"{key}.kind=weighted_sum needs {key}.components (a list of scorers with weights)")
-        parts = [(build_scorer(c, f"{key}.components[{i}]", device), as_config(ScorerConf, c).weight)
-                 for i, c in enumerate(spec.components)]
-        return WeightedSum([scorer for scorer, _ in parts], [weight for _, weight in parts])
+        keys = [f"{key}.components[{i}]" for i in range(len(spec.components))]
+        parts = [as_config(ScorerConf, c, k) for c, k in zip(spec.components, keys)]
+        return WeightedSum([build_scorer(part, k, device) for part, k in zip(parts, keys)], [p.weight for p in parts])
     raise ConfigError(f"{key}.kind={kind!r} is not known; use gold, reward_model, callable or weighted_sum")

@@ -433,7 +433,6 @@ class PPOModule(TrainableModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
-        state = checkpoint.get("ppo_state") or {}
-        if "kl_coef" in state:
-            self.kl_ctl.value = float(state["kl_coef"])
-        self.eval_history = [dict(h) for h in state.get("eval_history", [])]
+        state = checkpoint["ppo_state"]  # written by on_save_checkpoint; another method's checkpoint is refused earlier
+        self.kl_ctl.value = float(state["kl_coef"])
+        self.eval_history = [dict(h) for h in state["eval_history"]]

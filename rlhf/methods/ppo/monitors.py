@@ -44,7 +44,7 @@ def reward_hacking(history: list[dict[str, float]], tolerance: float = 2.0) -> s
     current = history[-1]
     best_gold = max(history[:-1], key=lambda h: h["gold"])
     proxy_rose = current["reward"] > best_gold["reward"]
-    gold_fell = current["gold"] < best_gold["gold"] - tolerance * max(current.get("gold_stderr", 0.0), 1e-12)
+    gold_fell = current["gold"] < best_gold["gold"] - tolerance * max(current["gold_stderr"], 1e-12)
     if proxy_rose and gold_fell:
         return (f"possible reward hacking: since step {int(best_gold['step'])} the proxy reward rose "
                 f"({best_gold['reward']:.4f} -> {current['reward']:.4f}) while the gold score fell "

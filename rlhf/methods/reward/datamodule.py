@@ -125,7 +125,7 @@ class RewardDataModule(TextDataModule):
                 continue
             item = {"sequences": sequences}
             if self.kind == "pairs":
-                item["margin"] = record.get("margin", 0.0)
+                item["margin"] = record["margin"]
                 item["gold"] = (record.get("gold_chosen"), record.get("gold_rejected"))
             else:
                 mean, std = self.rating_stats

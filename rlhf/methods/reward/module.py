@@ -142,7 +142,7 @@ def evaluation_metrics(objective: str, values: dict[str, torch.Tensor]) -> dict[
         out["margin"] = diff.mean()
         out["reward_mean"], out["reward_std"] = rewards.mean(), rewards.std() if len(rewards) > 1 else rewards.new_zeros(())
         out["calibration_error"] = calibration_error(torch.sigmoid(diff), torch.ones_like(diff))
-        gold_c, gold_r = values.get("gold_chosen", torch.zeros(0)), values.get("gold_rejected", torch.zeros(0))
+        gold_c, gold_r = values["gold_chosen"], values["gold_rejected"]
         if len(gold_c) == len(chosen):
             known = torch.isfinite(gold_c) & torch.isfinite(gold_r)  # files without (or with partial) gold scores
             if known.any():
@@ -162,7 +162,7 @@ def evaluation_metrics(objective: str, values: dict[str, torch.Tensor]) -> dict[
         out["mse"] = out["loss"]
         out["spearman"] = spearman(predicted, values["rating"]) if len(predicted) > 1 else predicted.new_zeros(())
         out["reward_mean"], out["reward_std"] = predicted.mean(), predicted.std() if len(predicted) > 1 else predicted.new_zeros(())
-        gold = values.get("gold", torch.zeros(0))
+        gold = values["gold"]
         if len(gold) == len(predicted):
             known = torch.isfinite(gold)  # files without (or with partial) gold scores
             if known.any():
