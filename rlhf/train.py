@@ -27,6 +27,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from rlhf.callbacks import PREEMPTED_EXIT_CODE  # noqa: E402
 from rlhf.config import CONFIG_DIR, key_hints, register_configs, register_resolvers, validate_config  # noqa: E402
+from rlhf.config.run import is_sharded  # noqa: E402
 from rlhf.data.tokenizer import save_tokenizer  # noqa: E402
 from rlhf.errors import USER_ERRORS, JobFailed, Preempted  # noqa: E402
 from rlhf.utils import stages  # noqa: E402
@@ -88,13 +89,9 @@ def build_data_and_module(cfg: DictConfig, tokenizer_dir: Path) -> tuple[pl.Ligh
     datamodule = get_class(cfg.data._target_)(cfg=cfg.data, tokenizer=cfg.model.tokenizer, seed=cfg.seed)
     save_tokenizer(datamodule.tokenizer, tokenizer_dir)
     module = get_class(cfg.method._target_)(cfg=cfg.method, model=cfg.model, tokenizer_dir=str(tokenizer_dir))
-    if not _sharded(cfg):  # a sharded strategy builds the networks itself, in its context (configure_model)
+    if not is_sharded(cfg.strategy):  # a sharded strategy builds the networks itself, in its context (configure_model)
         module.configure_model()
     return datamodule, module
-
-
-def _sharded(cfg: DictConfig) -> bool:
-    return cfg.strategy.name == "fsdp" or (cfg.strategy.name == "deepspeed" and cfg.strategy.stage == 3)
 
 
 def _hydra_choice(group: str) -> str | None:

@@ -32,7 +32,7 @@ FAST = [
     "data.loader.batch_size=16", "data.split.val_fraction=0.1", "data.split.test_fraction=0.1",
     "trainer.max_steps=10", "trainer.val_check_interval=5", "trainer.limit_val_batches=4",
     "trainer.limit_test_batches=4", "trainer.log_every_n_steps=1", "trainer.enable_model_summary=false",
-    "callbacks.progress_bar=none", "logger=csv", "method.warmup_steps=2",
+    "callbacks.progress_bar=null", "logger=csv", "method.warmup_steps=2",
 ]
 
 

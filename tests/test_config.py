@@ -167,33 +167,73 @@ def test_a_method_with_the_wrong_dataset_is_refused(make_cfg):
         validate_config(cfg)
 
 
-def test_another_optimizer_and_extra_callbacks_come_from_target_nodes(make_cfg, tmp_path):
+def test_optimizer_and_scheduler_come_from_partial_target_nodes(make_cfg, tmp_path):
     """``method.optimizer`` (a _partial_ node) replaces AdamW, keeping lr and the no-decay groups;
-    ``callbacks.extra`` and ``logger.extra`` add any callback or logger by its _target_."""
-    from pathlib import Path
-
+    ``method.lr_scheduler`` (a _partial_ node) replaces the warm-up/decay schedule."""
     import torch
-    from lightning.pytorch.callbacks import LearningRateFinder
-
-    from rlhf.callbacks import build_callbacks
 
     cfg = make_cfg("method.optimizer={_target_: torch.optim.SGD, _partial_: true, momentum: 0.5}", "method.lr=0.02",
-                   "callbacks.extra=[{_target_: lightning.pytorch.callbacks.LearningRateFinder, num_training_steps: 7}]")
+                   "method.lr_scheduler={_target_: torch.optim.lr_scheduler.StepLR, _partial_: true, step_size: 3, "
+                   "gamma: 0.5}")
     validate_config(cfg)
     _, module = build_data_and_module(cfg, tmp_path / "tok")
-    optimizer = module.configure_optimizers()["optimizer"]
-    assert isinstance(optimizer, torch.optim.SGD)
-    assert [g["initial_lr"] for g in optimizer.param_groups] == [0.02, 0.02]  # (lr: warm-up factor applied)
+    configured = module.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, torch.optim.SGD) and isinstance(scheduler, torch.optim.lr_scheduler.StepLR)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.02, 0.02]
     assert optimizer.param_groups[0]["momentum"] == 0.5 and optimizer.param_groups[1]["weight_decay"] == 0.0
-    callbacks = build_callbacks(cfg.callbacks, Path(cfg.paths.output_dir), cfg.optimized_metric, True)
-    finder = [c for c in callbacks if isinstance(c, LearningRateFinder)]
-    assert len(finder) == 1 and finder[0]._num_training_steps == 7
-    from rlhf.utils.builders import build_loggers
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
 
-    loggers = build_loggers(make_cfg("logger=csv", "logger.extra=[{_target_: lightning.pytorch.loggers.CSVLogger, "
-                                     f"save_dir: {tmp_path / 'more'}}}]").logger, tmp_path, "mlm", [], None, None)
-    assert [type(x).__name__ for x in loggers] == ["CSVLogger", "CSVLogger"]
-    assert loggers[1].save_dir == str(tmp_path / "more")
+
+def test_callbacks_loggers_and_strategy_come_from_target_nodes(make_cfg):
+    """Every callback, logger and strategy of a run is its config node's _target_: tuned by its keys, turned off with
+    null, optional ones added with a list (callbacks=[default,...]), any other one added by its _target_."""
+    from datetime import timedelta
+    from pathlib import Path
+
+    from lightning.pytorch.callbacks import (
+        EarlyStopping,
+        LearningRateFinder,
+        LearningRateMonitor,
+        ProgressBar,
+        TQDMProgressBar,
+    )
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from rlhf.callbacks import NonFiniteGuard, Preemption, RunCheckpoint, SampleLedger
+    from rlhf.utils.builders import build_strategy, build_trainer
+
+    cfg = make_cfg("callbacks=[default,early_stopping,sample_ledger]", "callbacks.early_stopping.patience=2",
+                   "callbacks.progress_bar._target_=lightning.pytorch.callbacks.TQDMProgressBar",
+                   "callbacks.lr_monitor=null", "callbacks.checkpoint.every_n_train_steps=5",
+                   "callbacks.nonfinite.policy=skip",
+                   "callbacks.extra=[{_target_: lightning.pytorch.callbacks.LearningRateFinder, num_training_steps: 7}]",
+                   "logger=[wandb,csv]", "logger.wandb.mode=disabled", fast=False)
+    validate_config(cfg)
+    trainer = build_trainer(cfg, Path(cfg.paths.output_dir), "mlm", False, None)
+    kinds = {type(c) for c in trainer.callbacks}
+    assert {TQDMProgressBar, EarlyStopping, SampleLedger, RunCheckpoint, Preemption, NonFiniteGuard,
+            LearningRateFinder} <= kinds and LearningRateMonitor not in kinds
+    early = next(c for c in trainer.callbacks if isinstance(c, EarlyStopping))
+    assert (early.monitor, early.patience) == ("val/loss", 2)
+    assert next(c for c in trainer.callbacks if isinstance(c, RunCheckpoint)).step_every == 5
+    assert next(c for c in trainer.callbacks if isinstance(c, NonFiniteGuard)).policy == "skip"
+    assert [type(x) for x in trainer.loggers] == [WandbLogger, CSVLogger]
+
+    quiet = make_cfg("callbacks.progress_bar=null", "logger=none")
+    trainer = build_trainer(quiet, Path(quiet.paths.output_dir), "mlm", False, None)
+    assert not any(isinstance(c, (ProgressBar, LearningRateMonitor)) for c in trainer.callbacks)
+    assert trainer.progress_bar_callback is None and trainer.loggers == []
+
+    strategy = build_strategy(make_cfg("strategy=ddp_spawn", "strategy.timeout.minutes=2").strategy)
+    assert isinstance(strategy, DDPStrategy) and strategy._start_method == "spawn"
+    assert strategy._timeout == timedelta(minutes=2)
+    assert build_strategy(make_cfg().strategy) == "auto"
+
     bad = make_cfg("callbacks.extra=[{_target_: no.such.Callback}]")
     with pytest.raises(ConfigError, match=r"callbacks.extra\[0\] cannot be built"):
-        build_callbacks(bad.callbacks, Path(bad.paths.output_dir), bad.optimized_metric, True)
+        build_trainer(bad, Path(bad.paths.output_dir), "mlm", False, None)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = ["logger=csv", "callbacks.progress_bar=none", "data.source.max_documents=300",
+SMALL = ["logger=csv", "callbacks.progress_bar=null", "data.source.max_documents=300",
          "model.tokenizer.vocab_size=1024", "model.hidden_size=64", "model.intermediate_size=128",
          "model.num_heads=2", "data.block_size=32", "data.loader.batch_size=8", "trainer.limit_val_batches=4",
          "trainer.limit_test_batches=4", "trainer.enable_model_summary=false", "method.warmup_steps=2"]
@@ -41,7 +41,7 @@ def test_ddp_two_cpu_processes_over_gloo(tmp_path):
 
 TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
         "model.tokenizer.vocab_size=512", "model.dropout=0", "model.attention_dropout=0", "logger=csv",
-        "callbacks.progress_bar=none", "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1",
+        "callbacks.progress_bar=null", "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1",
         "trainer.accelerator=cpu", "trainer.max_steps=4", "trainer.val_check_interval=2",
         "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "callbacks.checkpoint.save_top_k=-1"]
 METHODS = {  # per method: its settings, the global batch (shared by 2 ranks under DDP) and the curves compared
@@ -100,7 +100,7 @@ def test_ddp_gives_the_loss_curve_of_one_process_with_the_global_batch(tmp_path,
 
 def test_ckpt_path_last_resumes_the_newest_run_and_its_wandb_run(tmp_path):
     first = _train(tmp_path, "logger=wandb_csv", "trainer.max_steps=8", "trainer.val_check_interval=4",
-                   "callbacks.stop_at_step=4", "test=false", "export=false")
+                   "callbacks=[default,stop_at_step]", "callbacks.stop_at_step.step=4", "test=false", "export=false")
     assert first.returncode == 0, first.stderr[-3000:]
     first_dir = next(tmp_path.glob("logs/mlm/runs/*/*"))
     wandb_id = (first_dir / "wandb_run_id.txt").read_text().strip()

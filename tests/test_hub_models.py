@@ -69,7 +69,7 @@ REWARD = ["experiment=reward_tiny", "trainer.max_steps=2", "trainer.val_check_in
 def test_a_gpt2_style_hub_model_without_a_pad_token_trains_and_exports(method, gpt2_style_dir, make_cfg, caplog):
     overrides = {"ppo": PPO, "pwp": PWP, "reward": REWARD}[method]
     cfg = make_cfg(*overrides, "model=pretrained", f"model.name_or_path={gpt2_style_dir}", "logger=csv",
-                   "callbacks.progress_bar=none", "trainer.enable_model_summary=false", fast=False)
+                   "callbacks.progress_bar=null", "trainer.enable_model_summary=false", fast=False)
     with caplog.at_level(logging.INFO):
         metrics = run(cfg)
     assert metrics["trainer/global_step"] == 2.0

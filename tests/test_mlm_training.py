@@ -65,7 +65,7 @@ def test_resume_parity_2n_equals_n_plus_resume_n(make_cfg):
     common = ["trainer.max_steps=20", "trainer.val_check_interval=10", "callbacks.checkpoint.save_top_k=0"]
     full_cfg = make_cfg(*common, subdir="full")
     full = run(full_cfg)
-    first = make_cfg(*common, "callbacks.stop_at_step=10", "test=false", "export=false", subdir="first")
+    first = make_cfg(*common, "callbacks=[default,stop_at_step]", "callbacks.stop_at_step.step=10", "test=false", "export=false", subdir="first")
     run(first)
     ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["global_step"] == 10
@@ -238,7 +238,7 @@ def test_rotary_encoder_leaves_the_unigram_plateau_where_bert_stays(make_cfg):
 
 
 def test_evaluate_at_start_records_the_test_split_before_training_and_keeps_it_on_resume(make_cfg):
-    cfg = make_cfg("trainer.max_steps=10", "evaluate_at_start=true", "callbacks.stop_at_step=5")
+    cfg = make_cfg("trainer.max_steps=10", "evaluate_at_start=true", "callbacks=[default,stop_at_step]", "callbacks.stop_at_step.step=5")
     first = run(cfg)
     run_dir = Path(cfg.paths.output_dir)
     start = json.loads((run_dir / "start_metrics.json").read_text())

@@ -142,7 +142,7 @@ def test_the_closing_table_shows_what_each_stage_reports(tmp_path):
 
 
 EVAL_TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
-             "model.tokenizer.vocab_size=512", "logger=csv", "callbacks.progress_bar=none", "trainer.max_steps=4",
+             "model.tokenizer.vocab_size=512", "logger=csv", "callbacks.progress_bar=null", "trainer.max_steps=4",
              "trainer.val_check_interval=2", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
              "evaluate_at_start=true"]
 EVAL_METHODS = {

@@ -47,7 +47,7 @@ PPO_FAST = ["experiment=ppo_tiny", "model.hidden_size=32", "model.num_layers=1",
             "method.max_new_tokens=6", "method.num_minibatches=2", "method.ppo_epochs=2",
             "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.limit_val_batches=2",
             "trainer.limit_test_batches=2", "trainer.log_every_n_steps=1", "trainer.enable_model_summary=false",
-            "callbacks.progress_bar=none", "logger=csv"]
+            "callbacks.progress_bar=null", "logger=csv"]
 
 
 # ---- maths --------------------------------------------------------------------------------------------------------
@@ -492,7 +492,7 @@ def test_ppo_resume_parity(make_cfg):
     common = [*PPO_FAST, "trainer.max_steps=6", "trainer.val_check_interval=3", "test=false", "export=false",
               "method.reward_norm=running", "method.kl_target=2.0"]
     full = run(make_cfg(*common, subdir="full", fast=False))
-    first = make_cfg(*common, "callbacks.stop_at_step=3", subdir="first", fast=False)
+    first = make_cfg(*common, "callbacks=[default,stop_at_step]", "callbacks.stop_at_step.step=3", subdir="first", fast=False)
     run(first)
     ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
     resumed = run(make_cfg(*common, f"ckpt_path={ckpt}", subdir="resumed", fast=False))

@@ -20,7 +20,7 @@ PWP_FAST = ["experiment=pwp_tiny", "model.hidden_size=32", "model.num_layers=1",
             "data.split.val_fraction=0.1", "data.split.test_fraction=0.1", "data.loader.batch_size=8",
             "data.block_size=32", "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.limit_val_batches=2",
             "trainer.limit_test_batches=2", "trainer.log_every_n_steps=1", "trainer.enable_model_summary=false",
-            "callbacks.progress_bar=none", "logger=csv", "method.warmup_steps=1", "method.evaluation.num_samples=8",
+            "callbacks.progress_bar=null", "logger=csv", "method.warmup_steps=1", "method.evaluation.num_samples=8",
             "method.evaluation.num_prompts=4", "method.evaluation.max_new_tokens=8", "method.evaluation.k=4"]
 
 # two tokens (ids 1, 2) over a vocabulary of 3; p(label) chosen by hand
@@ -189,7 +189,7 @@ def test_pwp_resume_parity(make_cfg):
     common = [*PWP_FAST, "method.objective=awr", "trainer.max_steps=6", "trainer.val_check_interval=3", "test=false",
               "export=false", "method.evaluation.enabled=false"]
     full = run(make_cfg(*common, subdir="full", fast=False))
-    first = make_cfg(*common, "callbacks.stop_at_step=3", subdir="first", fast=False)
+    first = make_cfg(*common, "callbacks=[default,stop_at_step]", "callbacks.stop_at_step.step=3", subdir="first", fast=False)
     run(first)
     ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
     resumed = run(make_cfg(*common, f"ckpt_path={ckpt}", subdir="resumed", fast=False))

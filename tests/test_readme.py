@@ -40,7 +40,7 @@ def test_every_readme_rlhf_train_line_composes_and_validates(make_cfg, command):
     args = shlex.split(command)[1:]
     if "--cfg" in args or "--config-path" in args:
         return
-    overrides = [a if "{" in a else a.split(",")[0] for a in args if a != "-m"]  # a sweep: check its first point
+    overrides = [a if "{" in a or "[" in a else a.split(",")[0] for a in args if a != "-m"]  # a sweep: check its first point
     cfg = make_cfg(*overrides, fast=False)
     validate_config(cfg)
 

@@ -150,10 +150,10 @@ def test_skip_policy_leaves_parameters_and_optimizer_unchanged_then_aborts_after
 
 # ---- preemption and kill, per method (subprocesses) ----------------------------------------------------------------
 TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
-        "model.tokenizer.vocab_size=512", "logger=csv", "callbacks.progress_bar=none",
+        "model.tokenizer.vocab_size=512", "logger=csv", "callbacks.progress_bar=null",
         "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1", "trainer.max_steps=12",
         "trainer.val_check_interval=12", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
-        "callbacks.sample_ledger=true", "callbacks.checkpoint.every_n_train_steps=1"]
+        "callbacks=[default,sample_ledger]", "callbacks.checkpoint.every_n_train_steps=1"]
 METHODS = {
     "mlm": ["data.source.max_documents=120", "data.block_size=32", "data.loader.batch_size=8", "method.warmup_steps=2"],
     "reward": ["experiment=reward_tiny", "data.source.max_articles=60", "data.max_length=48",
@@ -230,13 +230,14 @@ def test_sigterm_and_sigkill_mid_training_then_resume_give_the_uninterrupted_run
 
 def test_resume_exactly_at_an_epoch_boundary(make_cfg):
     small = ["data.source.max_documents=16", "data.split.val_fraction=0.25", "data.split.test_fraction=0.25", "trainer.max_steps=20", "trainer.val_check_interval=20",
-             "callbacks.sample_ledger=true"]
+             "callbacks=[default,sample_ledger]"]
     cfg = make_cfg(*small, subdir="reference")
     reference = run(cfg)
     seen = [json.loads(line) for line in open(Path(cfg.paths.output_dir) / "samples_seen.rank0.jsonl")]
     first_epoch_end = max(row["step"] for row in seen if row["epoch"] == 0)
     assert 2 <= first_epoch_end < 20 and any(row["epoch"] == 2 for row in seen)  # several epochs in 20 steps
-    stopped = make_cfg(*small, f"callbacks.stop_at_step={first_epoch_end}", subdir="stopped")
+    stopped = make_cfg(*small, "callbacks=[default,sample_ledger,stop_at_step]",
+                       f"callbacks.stop_at_step.step={first_epoch_end}", subdir="stopped")
     run(stopped)
     assert torch.load(Path(stopped.paths.output_dir) / "checkpoints" / "last.ckpt",
                       weights_only=True)["global_step"] == first_epoch_end
@@ -254,7 +255,7 @@ def test_sigterm_at_an_epoch_boundary_or_mid_epoch_resumes_exactly(make_cfg, mon
     from rlhf.errors import Preempted
 
     small = ["data.source.max_documents=16", "data.split.val_fraction=0.25", "data.split.test_fraction=0.25",
-             "trainer.max_steps=20", "trainer.val_check_interval=20", "callbacks.sample_ledger=true"]
+             "trainer.max_steps=20", "trainer.val_check_interval=20", "callbacks=[default,sample_ledger]"]
     cfg = make_cfg(*small, subdir="reference")
     reference = run(cfg)
     seen = {json.loads(line)["step"]: json.loads(line) for line in open(Path(cfg.paths.output_dir) /
@@ -286,7 +287,7 @@ def test_step_checkpoints_are_written_before_the_first_validation_and_resume_ski
     from lightning.pytorch.callbacks import Callback
 
 
-    small = ["trainer.max_steps=12", "trainer.val_check_interval=12", "callbacks.sample_ledger=true",
+    small = ["trainer.max_steps=12", "trainer.val_check_interval=12", "callbacks=[default,sample_ledger]",
              "callbacks.checkpoint.every_n_train_steps=3"]
     reference_cfg = make_cfg(*small, subdir="reference")
     reference = run(reference_cfg)

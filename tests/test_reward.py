@@ -28,7 +28,7 @@ REWARD_FAST = ["experiment=reward_tiny", "model.hidden_size=32", "model.num_laye
                "model.intermediate_size=64", "model.tokenizer.vocab_size=512", "data.source.max_articles=60",
                "data.loader.batch_size=8", "data.max_length=48", "trainer.max_steps=6", "trainer.val_check_interval=3",
                "trainer.limit_val_batches=3", "trainer.limit_test_batches=3", "trainer.log_every_n_steps=1",
-               "trainer.enable_model_summary=false", "callbacks.progress_bar=none", "logger=csv",
+               "trainer.enable_model_summary=false", "callbacks.progress_bar=null", "logger=csv",
                "method.warmup_steps=1"]
 
 
@@ -264,7 +264,7 @@ def test_reward_model_starts_from_the_mlm_export(make_cfg, arch):
 def test_reward_resume_parity(make_cfg):
     common = [*REWARD_FAST, "trainer.max_steps=8", "trainer.val_check_interval=4", "test=false", "export=false"]
     full = run(make_cfg(*common, fast=False, subdir="full"))
-    first = make_cfg(*common, "callbacks.stop_at_step=4", fast=False, subdir="first")
+    first = make_cfg(*common, "callbacks=[default,stop_at_step]", "callbacks.stop_at_step.step=4", fast=False, subdir="first")
     run(first)
     ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
     resumed = run(make_cfg(*common, f"ckpt_path={ckpt}", fast=False, subdir="resumed"))

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
         "model.tokenizer.vocab_size=256", "data.loader.batch_size=8", "data.split.val_fraction=0.2",
         "data.split.test_fraction=0.2", "trainer.max_steps=4", "trainer.val_check_interval=2",
-        "trainer.log_every_n_steps=1", "callbacks.progress_bar=none", "logger=csv"]
+        "trainer.log_every_n_steps=1", "callbacks.progress_bar=null", "logger=csv"]
 GOOD, BAD = ["wonderful", "lovely", "great", "happy"], ["awful", "terrible", "sad", "grim"]
 
 
@@ -157,7 +157,7 @@ def test_ppo_with_a_reward_that_returns_nan_stops_at_the_scorer_not_at_a_gradien
     cfg = make_cfg("experiment=ppo_tiny", "method.reward.kind=callable",
                    "method.reward.target=tests.scorers_for_tests.nan_for_long", "data.source.max_documents=40",
                    "data.loader.batch_size=4", "method.max_new_tokens=6", "method.num_minibatches=2",
-                   "trainer.max_steps=2", "trainer.val_check_interval=2", "logger=csv", "callbacks.progress_bar=none",
+                   "trainer.max_steps=2", "trainer.val_check_interval=2", "logger=csv", "callbacks.progress_bar=null",
                    fast=False)
     with pytest.raises(ScorerError, match=r"scorer method.reward \(kind=callable, tests.scorers_for_tests.nan_for_long\)"
                                           r" returned nan for text .* \(PPO (train|val) at step 0\)"):

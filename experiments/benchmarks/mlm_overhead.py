@@ -34,7 +34,7 @@ def rlhf_overrides(steps: int) -> list[str]:
         "model=tiny_bert",  # the same BertForMaskedLM as the HF Trainer side
         f"trainer.max_steps={steps}", f"trainer.log_every_n_steps={LOG_EVERY}", "trainer.limit_val_batches=0",
         "trainer.enable_checkpointing=false", "trainer.enable_model_summary=false", "test=false", "export=false",
-        "logger=csv", "callbacks.progress_bar=none", "callbacks.lr_monitor=false",
+        "logger=csv", "callbacks.progress_bar=null", "callbacks.lr_monitor=null",
         f"model.hidden_size={MODEL['hidden_size']}", f"model.num_layers={MODEL['num_layers']}",
         f"model.num_heads={MODEL['num_heads']}", f"model.intermediate_size={MODEL['intermediate_size']}",
         f"model.tokenizer.vocab_size={MODEL['vocab']}", f"data.block_size={BLOCK}", f"data.loader.batch_size={BATCH}",

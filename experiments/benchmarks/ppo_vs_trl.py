@@ -39,8 +39,8 @@ def ours_overrides(iterations: int) -> list[str]:
         f"method.max_new_tokens={NEW_TOKENS}", f"method.lr={LR}", f"method.kl_coef={KL}", "method.gold.kind=none",
         "optimized_metric=null", f"trainer.max_steps={iterations}",
         "trainer.log_every_n_steps=1", "trainer.limit_val_batches=0", "trainer.enable_checkpointing=false",
-        "trainer.enable_model_summary=false", "test=false", "export=false", "logger=csv", "callbacks.progress_bar=none",
-        "callbacks.lr_monitor=false", "callbacks.throughput=false",
+        "trainer.enable_model_summary=false", "test=false", "export=false", "logger=csv", "callbacks.progress_bar=null",
+        "callbacks.lr_monitor=null", "callbacks.throughput=null",
     ]
 
 

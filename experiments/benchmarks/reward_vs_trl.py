@@ -38,7 +38,7 @@ def ours_overrides(steps: int, data: Path) -> list[str]:
         f"data.loader.batch_size={BATCH}", f"method.lr={LR}", f"method.warmup_steps={WARMUP}", "method.min_lr_ratio=0",
         f"trainer.max_steps={steps}", f"trainer.log_every_n_steps={LOG_EVERY}", "trainer.limit_val_batches=0",
         "trainer.enable_checkpointing=false", "trainer.enable_model_summary=false", "export=false",
-        "trainer.limit_test_batches=1.0", "logger=csv", "callbacks.progress_bar=none", "callbacks.lr_monitor=false",
+        "trainer.limit_test_batches=1.0", "logger=csv", "callbacks.progress_bar=null", "callbacks.lr_monitor=null",
     ]
 
 

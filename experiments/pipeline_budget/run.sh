@@ -6,7 +6,7 @@
 set -euo pipefail
 OUT=${OUT:-logs/experiments/pipeline_budget}
 SEED=${SEED:-42}
-common=(logger=csv callbacks.progress_bar=none seed="$SEED")
+common=(logger=csv callbacks.progress_bar=null seed="$SEED")
 mlm="$OUT/base/mlm/export"
 [ -f "$mlm/config.json" ] || rlhf-pipeline out_dir="$OUT/base" only=[mlm] seed="$SEED"
 

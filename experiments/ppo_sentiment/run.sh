@@ -6,7 +6,7 @@ set -euo pipefail
 OUT=${OUT:-logs/experiments/ppo_sentiment}
 SEEDS=${SEEDS:-"1 2 3"}
 ITERS=${ITERS:-40}
-common=(logger=csv callbacks.progress_bar=none)
+common=(logger=csv callbacks.progress_bar=null)
 
 # 1. the policy's starting point: a tiny GPT-2 pretrained on BBC (MLE)
 if [ ! -f "$OUT/lm/export/model.safetensors" ]; then

@@ -11,7 +11,7 @@ OUT=${OUT:-logs/experiments/pwp_tradeoff}
 STEPS=${STEPS:-600}
 SEEDS=${SEEDS:-1,2,3}
 common=(experiment="$EXPERIMENT" trainer.max_steps="$STEPS" trainer.val_check_interval="$STEPS" logger=csv
-        callbacks.progress_bar=none method.evaluation.num_samples=256 method.evaluation.num_prompts=128
+        callbacks.progress_bar=null method.evaluation.num_samples=256 method.evaluation.num_prompts=128
         trainer.limit_test_batches=40)
 rlhf-train -m "${common[@]}" method.objective=mle,filtering,conditional,unlikelihood,rwr,awr seed="$SEEDS" \
   hydra.sweep.dir="$OUT/sweep" hydra.sweep.subdir='${method.objective}_seed${seed}'

@@ -15,7 +15,7 @@ EXTRA=${EXTRA:-}           # more overrides for the reward runs, e.g. EXTRA="dat
 SELECT=${SELECT:-best}  # best: test/export the checkpoint with the lowest val/loss (early stopping); last: the final one
 VAL_EVERY=${VAL_EVERY:-100}
 LR_MLM=${LR_MLM:-$LR}    # the MLM-initialised arm's learning rate (pretrained encoders usually want a lower one)
-common=(logger=csv callbacks.progress_bar=none ckpt_path=auto)   # auto: a rerun resumes an interrupted stage
+common=(logger=csv callbacks.progress_bar=null ckpt_path=auto)   # auto: a rerun resumes an interrupted stage
 
 if [ ! -f "$OUT/mlm/export/model.safetensors" ]; then
   rlhf-train experiment="$MLM_EXPERIMENT" model="$MODEL" trainer.max_steps="$MLM_STEPS" trainer.val_check_interval=$(( MLM_STEPS < 500 ? MLM_STEPS : 500 )) \

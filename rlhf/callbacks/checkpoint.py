@@ -2,12 +2,12 @@
 
 - :class:`AtomicCheckpointIO` (a checkpoint-IO plugin) writes ``<name>.tmp-<pid>`` in the checkpoint's directory,
   fsyncs it and renames it into place: a kill or an error during the write leaves the previous file intact.
-- :class:`RunCheckpoint` is Lightning's ``ModelCheckpoint`` (best-k by the monitored metric, ``last.ckpt``) with
-  ``last.ckpt`` refreshed at every validation even when no best-k file is kept.
-- :class:`StepCheckpoint` (``callbacks.checkpoint.every_n_train_steps``) writes ``step<N>.ckpt`` and ``last.ckpt``
-  every N optimizer steps from the first, whatever metric is monitored, so it bounds what a kill loses. Lightning's
-  ``ModelCheckpoint(every_n_train_steps=...)`` would do the cadence, but not a hard-linked ``last.ckpt`` that is
-  always the newest step file, nor keep-the-newest-N pruning that never deletes the file being resumed.
+- :class:`RunCheckpoint` (``callbacks.checkpoint``) is Lightning's ``ModelCheckpoint`` (best-k by the monitored
+  metric, ``last.ckpt``) with ``last.ckpt`` refreshed at every validation even when no best-k file is kept, and,
+  with ``every_n_train_steps``, ``step<N>.ckpt`` + ``last.ckpt`` every N optimizer steps from the first, whatever
+  metric is monitored, so it bounds what a kill loses. Lightning's own ``every_n_train_steps`` would do the cadence,
+  but only once the monitored metric exists, without a hard-linked ``last.ckpt`` that is always the newest step file,
+  and without keep-the-newest-N pruning that never deletes the file being resumed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -50,38 +50,40 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose ``last.ckpt`` is refreshed at every validation, even when no top-k checkpoint is
-    kept (``save_top_k=0``): Lightning 2.6 would otherwise write ``last.ckpt`` only when training ends, and a
-    preempted run would have nothing to resume from."""
+    """``ModelCheckpoint`` writing ``best-step<N>.ckpt`` (the best ``save_top_k`` by ``monitor``) and ``last.ckpt``.
+
+    ``last.ckpt`` is refreshed at every validation, even when no top-k checkpoint is kept (``save_top_k=0``): Lightning
+    2.6 would otherwise write it only when training ends, and a preempted run would have nothing to resume from.
+    ``every_n_train_steps`` (ours, not passed to Lightning, see the module docstring): every N optimizer steps,
+    ``step<N>.ckpt`` (the newest ``keep_steps`` are kept) and ``last.ckpt`` (a hard link to it where the filesystem
+    allows, else a copy), written at the end of the step (a restart point Lightning's loops support) on every rank
+    together (the strategy writes on rank 0). Being a ``Checkpoint``, Lightning runs it after the other callbacks, so
+    a step's checkpoint follows everything they record at that step (e.g. the sample ledger's line)."""
+
+    def __init__(self, dirpath: str, monitor: str | None, mode: str, save_top_k: int, every_n_train_steps: int | None,
+                 keep_steps: int):
+        super().__init__(dirpath=dirpath, filename="best-step{step:06d}", auto_insert_metric_name=False,
+                         monitor=monitor if save_top_k else None, mode=mode, save_top_k=save_top_k, save_last=True)
+        self.step_every = every_n_train_steps
+        self.keep_steps = keep_steps
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
-
-class StepCheckpoint(Callback):
-    """Every ``every_n`` optimizer steps from the first: ``checkpoints/step<N>.ckpt`` (the newest ``keep`` are kept)
-    and ``last.ckpt`` (a hard link to it where the filesystem allows, else a copy). Unlike Lightning's
-    ``ModelCheckpoint(every_n_train_steps=...)`` it does not wait for the monitored metric to exist, so a run that
-    validates every 1,000 steps still has a resume point every N steps. Written at the end of the step (a restart
-    point Lightning's loops support), on every rank together (the strategy writes on rank 0)."""
-
-    def __init__(self, dirpath: Path, every_n: int, keep: int = 2):
-        self.dirpath = Path(dirpath)
-        self.every_n = int(every_n)
-        self.keep = int(keep)
-
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         step = trainer.global_step
-        if step == 0 or step % self.every_n or trainer.sanity_checking:
+        if not self.step_every or step == 0 or step % self.step_every or trainer.sanity_checking:
             return
-        path = self.dirpath / f"step{step:06d}.ckpt"
+        dirpath = Path(self.dirpath)
+        path = dirpath / f"step{step:06d}.ckpt"
         trainer.save_checkpoint(str(path))
         if not trainer.is_global_zero:
             return
-        last = self.dirpath / "last.ckpt"
-        tmp = self.dirpath / f".last.ckpt.link-{os.getpid()}"
+        last = dirpath / "last.ckpt"
+        tmp = dirpath / f".last.ckpt.link-{os.getpid()}"
         _remove(tmp)
         try:
             os.link(path, tmp)
@@ -90,7 +92,7 @@ class StepCheckpoint(Callback):
         if last.is_dir():
             _remove(last)
         os.replace(tmp, last)  # atomic for files: last.ckpt is the old or the new checkpoint, never half of one
-        for old in sorted(self.dirpath.glob("step*.ckpt"))[: -self.keep]:
+        for old in sorted(dirpath.glob("step*.ckpt"))[: -self.keep_steps]:
             _remove(old)
 
 

@@ -143,7 +143,7 @@ class NonFiniteGuard(Callback):
 
 
 class SampleLedger(Callback):
-    """``callbacks.sample_ledger=true``: after each training step, append the step, epoch and the dataset indices of
+    """``callbacks=[default,sample_ledger]``: after each training step, append the step, epoch and the dataset indices of
     the batch to ``<run>/samples_seen.rank<r>.jsonl`` (flushed), to check that a resumed run sees every sample of the
     epoch once."""
 

@@ -8,24 +8,27 @@
 User-facing errors are all in ``rlhf.errors``.
 """
 
-from rlhf.config.fields import as_config, spec, to_plain
-from rlhf.config.hints import key_hints, selected_schema, suggest_key
-from rlhf.config.registry import (
-    CONFIG_DIR,
-    METHOD_OF_MODULE,
-    METHODS,
-    SCHEMAS,
-    Method,
-    method_of,
-    offline_asset,
-    register_configs,
-    register_resolvers,
-)
-from rlhf.config.validate import resolved_config, validate_config
-from rlhf.errors import ConfigError
+import importlib
+from typing import Any
 
-__all__ = [
-    "CONFIG_DIR", "METHODS", "METHOD_OF_MODULE", "SCHEMAS", "ConfigError", "Method", "as_config", "key_hints",
-    "method_of", "offline_asset", "register_configs", "register_resolvers", "resolved_config", "selected_schema",
-    "spec", "suggest_key", "to_plain", "validate_config",
-]
+# Imported on first use, so that a method's config module (which imports ``rlhf.config.common``) can be imported
+# first without a cycle through the registry, which imports every method's config.
+_EXPORTS = {
+    "as_config": "fields", "spec": "fields", "to_plain": "fields",
+    "key_hints": "hints", "selected_schema": "hints", "suggest_key": "hints",
+    "CONFIG_DIR": "registry", "METHOD_OF_MODULE": "registry", "METHODS": "registry", "SCHEMAS": "registry",
+    "Method": "registry", "method_of": "registry", "offline_asset": "registry", "register_configs": "registry",
+    "register_resolvers": "registry",
+    "resolved_config": "validate", "validate_config": "validate",
+}
+__all__ = sorted([*_EXPORTS, "ConfigError"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ConfigError":
+        from rlhf.errors import ConfigError
+
+        return ConfigError
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"rlhf.config.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'rlhf.config' has no attribute {name!r}")

@@ -176,6 +176,10 @@ class OptimConf:
     optimizer: Any = spec(None, help="Another torch optimizer, as a _partial_ _target_ node (lr and weight decay "
                                       "come from this group), e.g. 'method.optimizer={_target_: torch.optim.SGD, "
                                       "_partial_: true, momentum: 0.9}'. null: AdamW with betas and eps.")
+    lr_scheduler: Any = spec(None, help="Another lr scheduler, as a _partial_ _target_ node called with the optimizer "
+                                         "and stepped every optimizer step, e.g. 'method.lr_scheduler={_target_: "
+                                         "torch.optim.lr_scheduler.StepLR, _partial_: true, step_size: 100}'. null: "
+                                         "warmup_steps, then the scheduler decay.")
     metric: str = spec("val/loss", help="The method's headline metric: the default of optimized_metric (returned "
                                         "to sweepers, picks the best checkpoint).")
     metric_mode: str = spec("min", choices=["min", "max"], help="Whether a lower or higher metric is better.")

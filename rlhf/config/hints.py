@@ -102,6 +102,34 @@ def selected_schema(group: str, overrides: list[str]) -> type | None:
     return None
 
 
+ADDABLE_GROUPS = {"callbacks": "default", "logger": "wandb"}  # groups whose options add nodes, and the default option
+
+
+def _added_node_hint(parts: list[str], override: str, overrides: list[str]) -> str | None:
+    """``callbacks.early_stopping.patience=3`` (or ``callbacks.stop_at_step=3``) where the command does not add that
+    node: OmegaConf cannot set a key under a null node (a bare AssertionError), so say how to add it."""
+    group, name = parts[0], parts[1] if len(parts) > 1 else ""
+    if group not in ADDABLE_GROUPS or not (CONFIG_DIR / group / f"{name}.yaml").is_file():
+        return None
+    value = override.split("=", 1)[1]
+    if len(parts) == 2 and value in ("null", "") or value.startswith("{"):
+        return None
+    selection = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").split("=", 1)[0] == group),
+                     ADDABLE_GROUPS[group])
+    chosen = [c.strip() for c in selection.strip("[]").split(",") if c.strip()]
+    if name in chosen:
+        return None
+    keys = [k for k in _schema_fields(_container(group)[name]) if not k.startswith("_")] if _container(group) else []
+    example = f"{group}.{name}.{keys[0]}=..." if keys else f"{group}.{name}.<key>=..."
+    return (f"'{group}.{name}' is a node that this command does not add: add it with "
+            f"{group}=[{','.join([*chosen, name])}] (then set its keys, e.g. {example})")
+
+
+def _container(group: str) -> dict[str, Any] | None:
+    schema = next(iter(SCHEMAS[group].values()))
+    return _schema_fields(schema) if len(SCHEMAS[group]) == 1 else None
+
+
 def key_hints(overrides: list[str]) -> list[str]:
     """'Did you mean' hints for command-line overrides whose key is in no schema (shown after Hydra's error)."""
     hints = []
@@ -120,6 +148,10 @@ def key_hints(overrides: list[str]) -> list[str]:
             hints.append(f"'{parts[0]}' is not a config key or group.{suggest_key(parts[0], list(top))}")
             continue
         if len(parts) == 1 or parts[0] not in SCHEMAS:
+            continue
+        node_hint = _added_node_hint(parts, override, overrides)
+        if node_hint:
+            hints.append(node_hint)
             continue
         selected = selected_schema(parts[0], overrides)  # the option this command selects, else every option's keys
         schemas = [selected] if selected is not None else list(SCHEMAS[parts[0]].values())

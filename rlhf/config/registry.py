@@ -12,7 +12,17 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from rlhf.config.common import BackboneConf
-from rlhf.config.run import CallbacksConf, LoggerConf, PathsConf, RunConf, StrategyConf, TrainerConf
+from rlhf.config.run import (
+    AutoStrategyConf,
+    CallbacksConf,
+    DDPStrategyConf,
+    DeepSpeedStrategyConf,
+    FSDPStrategyConf,
+    LoggerConf,
+    PathsConf,
+    RunConf,
+    TrainerConf,
+)
 from rlhf.errors import ConfigError
 from rlhf.methods.mlm.config import MLMDataConf, MLMMethodConf
 from rlhf.methods.ppo.config import PPOMethodConf, PromptDataConf, ppo_run_problems
@@ -51,7 +61,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "model": {"backbone": BackboneConf},
     "data": {m.name: m.data_schema for m in METHODS.values()},
     "trainer": {"trainer": TrainerConf},
-    "strategy": {"strategy": StrategyConf},
+    "strategy": {"auto": AutoStrategyConf, "ddp": DDPStrategyConf, "fsdp": FSDPStrategyConf,
+                 "deepspeed": DeepSpeedStrategyConf},
     "logger": {"logger": LoggerConf},
     "callbacks": {"callbacks": CallbacksConf},
     "paths": {"paths": PathsConf},

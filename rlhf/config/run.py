@@ -45,55 +45,133 @@ class TrainerConf:
     use_distributed_sampler: bool = spec(False, help="Our resumable samplers shard by rank themselves; keep false.")
 
 
+# ---- strategy: one schema per Lightning strategy class, instantiated from its _target_ -----------------------------
 @dataclass
-class StrategyConf:
-    name: str = spec("auto", choices=["auto", "ddp", "ddp_spawn", "ddp_fork", "fsdp", "deepspeed"],
-                     help="Lightning strategy. fsdp and deepspeed need GPUs.")
+class TimeoutConf:
+    _target_: str = "datetime.timedelta"
+    minutes: float = spec(30.0, gt=0.0, help="Collective timeout in minutes.")
+
+
+@dataclass
+class AutoStrategyConf:
+    """``strategy=auto``: no ``_target_``; Lightning picks a single device, or DDP when ``trainer.devices > 1``."""
+
+
+@dataclass
+class DDPStrategyConf:
+    _target_: str = "lightning.pytorch.strategies.DDPStrategy"
+    start_method: str = spec("popen", choices=["popen", "spawn", "fork", "forkserver"],
+                             help="popen re-launches the command per rank; spawn works in notebooks and pytest.")
     process_group_backend: str | None = spec(None, choices=[None, "nccl", "gloo"],
-                                                help="Collective backend (default: nccl on GPU, gloo on CPU).")
-    find_unused_parameters: bool = spec(False, help="DDP: tolerate parameters without gradients (slower).")
-    timeout_minutes: int = spec(30, ge=1, help="Collective timeout.")
+                                             help="Collective backend (default: nccl on GPU, gloo on CPU).")
+    find_unused_parameters: bool = spec(False, help="Tolerate parameters without gradients (slower).")
+    timeout: TimeoutConf = spec(factory=TimeoutConf, help="Collective timeout (strategy.timeout.minutes).")
+
+
+@dataclass
+class FSDPStrategyConf:
+    _target_: str = "lightning.pytorch.strategies.FSDPStrategy"
     sharding_strategy: str = spec("FULL_SHARD", choices=["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD"],
-                                  help="FSDP sharding.")
-    stage: int = spec(2, ge=1, le=3, help="DeepSpeed ZeRO stage.")
-    offload_optimizer: bool = spec(False, help="DeepSpeed: keep optimizer state on the CPU.")
-    offload_parameters: bool = spec(False, help="DeepSpeed stage 3: keep parameters on the CPU.")
+                                  help="What is sharded across ranks.")
+    process_group_backend: str | None = spec(None, choices=[None, "nccl", "gloo"], help="Collective backend.")
+    timeout: TimeoutConf = spec(factory=TimeoutConf, help="Collective timeout (strategy.timeout.minutes).")
 
 
+@dataclass
+class DeepSpeedStrategyConf:
+    _target_: str = "lightning.pytorch.strategies.DeepSpeedStrategy"
+    stage: int = spec(2, ge=1, le=3, help="ZeRO stage.")
+    offload_optimizer: bool = spec(False, help="Keep optimizer state on the CPU.")
+    offload_parameters: bool = spec(False, help="Stage 3: keep parameters on the CPU.")
+    timeout: TimeoutConf = spec(factory=TimeoutConf, help="Collective timeout (strategy.timeout.minutes).")
+
+
+STRATEGY_KINDS = {"DDPStrategy": "ddp", "FSDPStrategy": "fsdp", "ModelParallelStrategy": "fsdp",
+                  "DeepSpeedStrategy": "deepspeed"}
+
+
+def strategy_kind(strategy: Any) -> str:
+    """``auto``, ``ddp``, ``fsdp``, ``deepspeed`` or ``other``: what the ``strategy`` node builds (by its
+    ``_target_``'s class name), for the checks that depend on it."""
+    target = strategy.get("_target_") if strategy is not None else None
+    if not target:
+        return "auto"
+    return STRATEGY_KINDS.get(str(target).rsplit(".", 1)[-1], "other")
+
+
+def is_sharded(strategy: Any) -> bool:
+    """FSDP or DeepSpeed ZeRO-3: the strategy builds the networks itself, in its context (``configure_model``)."""
+    kind = strategy_kind(strategy)
+    return kind == "fsdp" or (kind == "deepspeed" and int(strategy.stage) == 3)
+
+
+# ---- loggers: every logger a _target_ node; runtime fields (save_dir, run name, id) are filled by the builder ----
 @dataclass
 class WandbConf:
+    _target_: str = "lightning.pytorch.loggers.WandbLogger"
     project: str = spec("rlhf", help="W&B project.")
     entity: str | None = spec(None, help="W&B entity (team or user).")
-    group: str | None = spec(None, help="Run group (default: the method; sweeps: the sweep dir).")
+    group: str | None = spec(None, help="Run group (default: the experiment or method; sweeps: + the sweep dir).")
     job_type: str | None = spec(None, help="Job type (default: the method).")
-    mode: str = spec("offline", choices=["offline", "online", "disabled", "dryrun"],
-                     help="offline (alias dryrun) needs no key or network; sync later with "
-                          "`wandb sync <run dir>/wandb/...`. Defaults to $WANDB_MODE.")
+    mode: str = spec("offline", choices=["offline", "online", "disabled"],
+                     help="offline needs no key or network; sync later with `wandb sync <run dir>/wandb/...`. "
+                          "Defaults to $WANDB_MODE.")
     log_model: bool = spec(False, help="Upload checkpoints as W&B artifacts (online only).")
 
 
 @dataclass
+class CsvConf:
+    _target_: str = "lightning.pytorch.loggers.CSVLogger"
+    save_dir: str = spec("${paths.output_dir}", help="Writes <save_dir>/<name>/version_0/metrics.csv.")
+    name: str = spec("csv", help="Subdirectory of save_dir.")
+
+
+@dataclass
 class LoggerConf:
-    wandb: WandbConf | None = spec(None, help="Weights & Biases (default).")
-    csv: bool = spec(False, help="Also write metrics.csv in the run dir.")
+    """Options: ``logger=wandb`` (default), ``csv``, ``wandb_csv``, ``none``, or a list (``logger=[wandb,csv]``)."""
+
+    wandb: WandbConf | None = spec(None, help="Weights & Biases (logger=wandb).")
+    csv: CsvConf | None = spec(None, help="metrics.csv in the run dir (logger=csv).")
     extra: list[Any] = spec(factory=list, help="More Lightning loggers, each a _target_ node, e.g. 'logger.extra=[{"
                                                 "_target_: lightning.pytorch.loggers.MLFlowLogger}]' (with mlflow "
                                                 "installed).")
 
 
+# ---- callbacks: one _target_ node per callback; null turns one off -----------------------------------------------
 @dataclass
 class CheckpointConf:
+    _target_: str = "rlhf.callbacks.RunCheckpoint"
+    dirpath: str = spec("${paths.output_dir}/checkpoints", help="Where checkpoints are written.")
+    monitor: str | None = spec("${optimized_metric}", help="Metric that picks the best checkpoint.")
+    mode: str = spec("min", choices=["min", "max"], help="Whether a lower or higher monitored value is better.")
+    save_top_k: int = spec(1, ge=-1, help="How many best checkpoints to keep (0: only last.ckpt).")
     every_n_train_steps: int | None = spec(None, ge=1, help="Also save step<N>.ckpt and last.ckpt every N optimizer "
                                                             "steps from the first, whatever is monitored (bounds "
                                                             "what a kill loses). null: at validations only.")
     keep_steps: int = spec(2, ge=1, help="How many step<N>.ckpt files to keep (the newest).")
-    monitor: str | None = spec(None, help="Metric that picks the best checkpoint (default: optimized_metric).")
-    mode: str = spec("min", choices=["min", "max"], help="Whether a lower or higher monitored value is better.")
-    save_top_k: int = spec(1, ge=-1, help="How many best checkpoints to keep (0: only last.ckpt).")
+
+
+@dataclass
+class ProgressBarConf:
+    _target_: str = spec("lightning.pytorch.callbacks.RichProgressBar",
+                         help="Or lightning.pytorch.callbacks.TQDMProgressBar; callbacks.progress_bar=null: none.")
+    leave: bool = spec(True, help="Keep each epoch's bar on screen.")
+
+
+@dataclass
+class LrMonitorConf:
+    _target_: str = "lightning.pytorch.callbacks.LearningRateMonitor"
+    logging_interval: str = spec("step", choices=["step", "epoch"], help="When the learning rate is logged.")
+
+
+@dataclass
+class ThroughputConf:
+    _target_: str = "rlhf.callbacks.TokenThroughput"
 
 
 @dataclass
 class NonFiniteConf:
+    _target_: str = "rlhf.callbacks.NonFiniteGuard"
     policy: str = spec("abort", choices=["abort", "skip"],
                        help="A NaN/Inf loss or gradient before an optimizer step: abort (save the state before the "
                             "fault and stop, naming step and metric) or skip (no update, counted).")
@@ -101,17 +179,51 @@ class NonFiniteConf:
 
 
 @dataclass
+class PreemptionConf:
+    _target_: str = "rlhf.callbacks.Preemption"
+    checkpoint_dir: str = spec("${paths.output_dir}/checkpoints", help="Where SIGTERM's last.ckpt is written.")
+
+
+@dataclass
+class EarlyStoppingConf:
+    _target_: str = "lightning.pytorch.callbacks.EarlyStopping"
+    monitor: str = spec("${optimized_metric}", help="The metric watched.")
+    mode: str = spec("min", choices=["min", "max"], help="Whether a lower or higher value is better.")
+    patience: int = spec(3, ge=1, help="Validations without improvement before stopping.")
+    min_delta: float = spec(0.0, ge=0.0, help="The smallest change that counts as an improvement.")
+
+
+@dataclass
+class SampleLedgerConf:
+    _target_: str = "rlhf.callbacks.SampleLedger"
+    run_dir: str = spec("${paths.output_dir}", help="Writes <run_dir>/samples_seen.rank<r>.jsonl.")
+
+
+@dataclass
+class StopAtStepConf:
+    _target_: str = "rlhf.callbacks.StopAtStep"
+    step: int = spec(MISSING, ge=1, help="Stop after this optimizer step as if preempted (validates, saves "
+                                         "last.ckpt); resume with ckpt_path=last.")
+
+
+@dataclass
 class CallbacksConf:
-    checkpoint: CheckpointConf = spec(factory=CheckpointConf, help="Checkpointing.")
-    nonfinite: NonFiniteConf = spec(factory=NonFiniteConf, help="The non-finite loss/gradient guard.")
-    progress_bar: str = spec("rich", choices=["rich", "tqdm", "none"], help="Progress bar style.")
-    lr_monitor: bool = spec(True, help="Log the learning rate.")
-    throughput: bool = spec(True, help="Log tokens/s and samples/s.")
-    early_stopping_patience: int | None = spec(None, ge=1, help="Stop after N validations without improvement.")
-    sample_ledger: bool = spec(False, help="Record the dataset indices of every training batch in "
-                                           "<run>/samples_seen.rank<r>.jsonl (checks exact resume).")
-    stop_at_step: int | None = spec(None, ge=1, help="Stop after this step as if preempted (validates, saves "
-                                                     "last.ckpt); resume with ckpt_path=last.")
+    """Every callback is a ``_target_`` node (its file in ``rlhf/conf/callbacks/``). ``callbacks.<name>=null`` turns
+    one off; the optional ones are added with a list, e.g. ``callbacks=[default,early_stopping]``."""
+
+    checkpoint: CheckpointConf | None = spec(factory=CheckpointConf, help="Best-k, last.ckpt and step checkpoints.")
+    progress_bar: ProgressBarConf | None = spec(factory=ProgressBarConf, help="The progress bar (null: none).")
+    lr_monitor: LrMonitorConf | None = spec(factory=LrMonitorConf, help="Logs the learning rate (needs a logger).")
+    throughput: ThroughputConf | None = spec(factory=ThroughputConf, help="Logs tokens/s and samples/s.")
+    nonfinite: NonFiniteConf | None = spec(factory=NonFiniteConf, help="The non-finite loss/gradient guard.")
+    preemption: PreemptionConf | None = spec(factory=PreemptionConf, help="SIGTERM: stop at a step boundary, "
+                                                                          "save last.ckpt.")
+    early_stopping: EarlyStoppingConf | None = spec(None, help="Stop when the metric stops improving: "
+                                                               "callbacks=[default,early_stopping].")
+    sample_ledger: SampleLedgerConf | None = spec(None, help="Record the dataset indices of every training batch "
+                                                             "(checks exact resume): callbacks=[default,sample_ledger].")
+    stop_at_step: StopAtStepConf | None = spec(None, help="Stop as if preempted: callbacks=[default,stop_at_step] "
+                                                          "callbacks.stop_at_step.step=N.")
     extra: list[Any] = spec(factory=list, help="More callbacks, each a _target_ node (yours or Lightning's), e.g. "
                                                 "'callbacks.extra=[{_target_: lightning.pytorch.callbacks."
                                                 "DeviceStatsMonitor}]'.")
@@ -151,6 +263,6 @@ class RunConf:
     final_weights: str = spec("last", choices=["last", "best"],
                               help="Weights that are tested and exported: 'last' (the end of training) or 'best' (the "
                                    "checkpoint with the best callbacks.checkpoint.monitor, default optimized_metric; "
-                                   "use with callbacks.early_stopping_patience).")
+                                   "use with callbacks=[default,early_stopping]).")
     tags: list[str] = spec(factory=list, help="W&B tags.")
     experiment_name: str | None = spec(None, help="Set by experiment overlays; used for the W&B group.")

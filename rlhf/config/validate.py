@@ -11,6 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from rlhf.config.fields import range_problem
 from rlhf.config.hints import suggest_key
 from rlhf.config.registry import method_of
+from rlhf.config.run import strategy_kind
 from rlhf.errors import ConfigError
 
 
@@ -100,7 +101,7 @@ def _final_weights_problems(cfg: DictConfig) -> list[str]:
 
 def _device_problems(cfg: DictConfig) -> list[str]:
     """The strategy must run on the chosen device (Lightning refuses FSDP and DeepSpeed on CPU)."""
-    name, accelerator = str(cfg.strategy.name), str(cfg.trainer.accelerator)
+    name, accelerator = strategy_kind(cfg.strategy), str(cfg.trainer.accelerator)
     if accelerator == "auto":
         import torch
 

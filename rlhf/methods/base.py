@@ -188,10 +188,8 @@ class TrainableModule(pl.LightningModule):
     def configure_optimizers(self):
         cfg = self.cfg
         optimizer = adamw(self.named_parameters(), cfg.lr, cfg)
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        schedule = lr_schedule(cfg.scheduler, cfg.warmup_steps, total, cfg.min_lr_ratio)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler(optimizer, cfg, self._trainer),
+                                                         "interval": "step"}}
 
     # ---- the non-finite guard ------------------------------------------------------------------------------------
     @property
@@ -296,6 +294,18 @@ def adamw(named_parameters, lr: float, hp: Any) -> torch.optim.Optimizer:
     # The fused kernel (CPU and CUDA, floating-point parameters) is ~5x faster than the default per-tensor loop.
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(hp.betas), eps=hp.eps, fused=fused or None)
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, hp: Any, trainer: pl.Trainer | None):
+    """The scheduler of ``hp`` (an ``OptimConf``), stepped every optimizer step: ``hp.lr_scheduler`` (a ``_partial_``
+    ``_target_`` node called with the optimizer), else warm-up then decay to the trainer's last step."""
+    if hp.lr_scheduler is not None:
+        from hydra.utils import instantiate
+
+        return instantiate(hp.lr_scheduler)(optimizer)
+    total = max(1, int(trainer.estimated_stepping_batches)) if trainer is not None else 1
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(hp.scheduler, hp.warmup_steps, total,
+                                                                    hp.min_lr_ratio))
 
 
 def lr_schedule(kind: str, warmup_steps: int, total_steps: int, min_lr_ratio: float):

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from rlhf.callbacks import AtomicCheckpointIO, build_callbacks
+from rlhf.callbacks import AtomicCheckpointIO, build_callbacks, instantiate_node
+from rlhf.config.run import strategy_kind
 from rlhf.errors import ConfigError
 
 
@@ -30,61 +30,36 @@ def teardown_distributed(barrier: bool = True) -> None:
 
 
 def build_strategy(cfg: DictConfig) -> Any:
-    """A Lightning strategy object (or ``"auto"``) from ``rlhf.config.run.StrategyConf`` (checked against the
-    accelerator by ``validate_config``)."""
-    name = cfg.name
-    if name == "auto":
+    """The ``strategy`` node's Lightning strategy (``"auto"`` when it has no ``_target_``); checked against the
+    accelerator by ``validate_config``."""
+    kind = strategy_kind(cfg)
+    if kind == "auto":
         return "auto"
-    timeout = timedelta(minutes=cfg.timeout_minutes)
-    if name in ("ddp", "ddp_spawn", "ddp_fork"):
-        from lightning.pytorch.strategies import DDPStrategy
-
-        start_method = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork"}[name]
-        return DDPStrategy(start_method=start_method, process_group_backend=cfg.process_group_backend,
-                           find_unused_parameters=cfg.find_unused_parameters, timeout=timeout)
-    if name == "fsdp":
-        from lightning.pytorch.strategies import FSDPStrategy
-
-        return FSDPStrategy(sharding_strategy=cfg.sharding_strategy, process_group_backend=cfg.process_group_backend,
-                            timeout=timeout)
-    if name == "deepspeed":
-        from lightning.pytorch.strategies import DeepSpeedStrategy
-
+    if kind == "deepspeed":
         try:
             import deepspeed  # noqa: F401
         except ImportError as err:
             raise ConfigError("strategy=deepspeed needs the deepspeed package: pip install deepspeed") from err
-        return DeepSpeedStrategy(stage=cfg.stage, offload_optimizer=cfg.offload_optimizer,
-                                 offload_parameters=cfg.offload_parameters, timeout=timeout)
-    raise ConfigError(f"strategy.name={name!r} is not known")
+    return instantiate_node(cfg, "strategy")
 
 
-def build_loggers(cfg: DictConfig, output_dir: Path, name: str, tags: list[str], group: str | None,
+def build_loggers(cfg: DictConfig, output_dir: Path, method: str, tags: list[str], group: str,
                   resume_id: str | None) -> list:
+    """Every non-null node of ``logger``, then ``logger.extra``. W&B's run-time fields come from the run: its
+    directory and name (the run dir), tags, group and job type (when the config leaves them null), and the id of the
+    run being resumed."""
     loggers = []
-    if cfg.wandb is not None:
-        from lightning.pytorch.loggers import WandbLogger
-
-        w = cfg.wandb
-        kwargs: dict[str, Any] = dict(project=w.project, entity=w.entity, group=w.group or group,
-                                      job_type=w.job_type or name, tags=list(tags), save_dir=str(output_dir),
-                                      log_model=w.log_model, name=output_dir.name)
-        if w.mode == "disabled":
-            kwargs["mode"] = "disabled"
-        else:
-            kwargs["offline"] = w.mode in ("offline", "dryrun")
-        if resume_id:
-            kwargs.update(id=resume_id, resume="allow")
-        loggers.append(WandbLogger(**kwargs))
-    if cfg.csv:
-        from lightning.pytorch.loggers import CSVLogger
-
-        loggers.append(CSVLogger(save_dir=str(output_dir), name="csv"))
-    for i, node in enumerate(cfg.extra):  # any other Lightning logger, by its _target_
-        try:
-            loggers.append(instantiate(node))
-        except Exception as err:
-            raise ConfigError(f"logger.extra[{i}] cannot be built: {err}".replace("\n", " ")) from err
+    for key, node in cfg.items():
+        if key == "extra" or not node:
+            continue
+        runtime: dict[str, Any] = {}
+        if key == "wandb":
+            runtime = dict(save_dir=str(output_dir), name=output_dir.name, tags=list(tags),
+                           group=node.group or group, job_type=node.job_type or method)
+            if resume_id:
+                runtime.update(id=resume_id, resume="allow")
+        loggers.append(instantiate_node(node, f"logger.{key}", **runtime))
+    loggers += [instantiate_node(node, f"logger.extra[{i}]") for i, node in enumerate(cfg.extra)]
     return loggers
 
 
@@ -104,16 +79,16 @@ def build_trainer(cfg: DictConfig, output_dir: Path, method: str, manual_optimiz
     if HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
         group = f"{group}/{Path(HydraConfig.get().sweep.dir).name}"
     loggers = build_loggers(cfg.logger, output_dir, method, list(cfg.tags), group, resume_id)
-    callbacks = build_callbacks(cfg.callbacks, output_dir, cfg.optimized_metric, cfg.trainer.enable_checkpointing,
-                                has_logger=bool(loggers))
     kwargs = trainer_kwargs(cfg.trainer)
+    callbacks = build_callbacks(cfg.callbacks, kwargs["enable_checkpointing"], kwargs["enable_progress_bar"],
+                                has_logger=bool(loggers))
     kwargs["default_root_dir"] = kwargs.get("default_root_dir") or str(output_dir)
-    if cfg.callbacks.progress_bar == "none":
-        kwargs["enable_progress_bar"] = False
+    # no progress bar among the callbacks (callbacks.progress_bar=null) means none: Lightning would add its default
+    kwargs["enable_progress_bar"] = any(isinstance(c, ProgressBar) for c in callbacks)
     if manual_optimization:
         kwargs.pop("gradient_clip_val", None)
         kwargs.pop("gradient_clip_algorithm", None)
     # sharded strategies write checkpoints their own way (a directory per checkpoint); the atomic file IO is for ours
-    plugins = [] if str(cfg.strategy.name).startswith(("deepspeed", "fsdp")) else [AtomicCheckpointIO()]
+    plugins = [] if strategy_kind(cfg.strategy) in ("deepspeed", "fsdp") else [AtomicCheckpointIO()]
     return pl.Trainer(**kwargs, strategy=build_strategy(cfg.strategy), callbacks=callbacks,
                       logger=loggers or False, plugins=plugins)

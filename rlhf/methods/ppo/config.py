@@ -9,6 +9,7 @@ from omegaconf import MISSING, DictConfig
 
 from rlhf.config.common import LoaderConf, OptimConf, ScorerConf, SourceConf, SplitConf
 from rlhf.config.fields import spec
+from rlhf.config.run import is_sharded, strategy_kind
 
 
 @dataclass
@@ -101,8 +102,8 @@ def ppo_run_problems(cfg: DictConfig) -> list[str]:
     if int(cfg.trainer.accumulate_grad_batches) != 1:
         problems.append("trainer.accumulate_grad_batches must be 1 for method=ppo; PPO accumulates gradients over "
                         "method.micro_batch_size itself")
-    strategy, stage = str(cfg.strategy.name), int(cfg.strategy.stage)
-    if strategy == "fsdp" or (strategy == "deepspeed" and stage == 3):
+    if is_sharded(cfg.strategy):
+        strategy = strategy_kind(cfg.strategy)
         problems.append(f"method=ppo does not support strategy={strategy}{' stage 3' if strategy == 'deepspeed' else ''}"
                         f": rollouts, the frozen reference and the value model need whole weights on every rank; use "
                         f"strategy=ddp or strategy=deepspeed (ZeRO-2)")

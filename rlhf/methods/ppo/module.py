@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import CatMetric
 
 from rlhf.errors import ConfigError
-from rlhf.methods.base import TrainableModule, adamw, lr_schedule
+from rlhf.methods.base import TrainableModule, adamw, lr_scheduler
 from rlhf.methods.ppo import monitors
 from rlhf.methods.ppo.config import PPOMethodConf
 from rlhf.methods.ppo.lightning_compat import count_iteration
@@ -123,9 +123,7 @@ class PPOModule(TrainableModule):
         hp = self.cfg
         policy = adamw(self.model.named_parameters(), hp.lr, hp)
         value = adamw(self._value_module().named_parameters(), hp.critic_lr or hp.lr, hp)
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        schedule = lr_schedule(hp.scheduler, hp.warmup_steps, total, hp.min_lr_ratio)
-        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, schedule) for o in (policy, value)]
+        schedulers = [lr_scheduler(o, hp, self._trainer) for o in (policy, value)]
         return [policy, value], [{"scheduler": s, "interval": "step"} for s in schedulers]
 
     # ---- the PPO iteration ---------------------------------------------------------------------------------------
