@@ -13,7 +13,7 @@ from rlhf.errors import DataError
 
 
 def _source(path, **kw):
-    return {"kind": "file", "path": str(path), "format": "auto", "text_column": "text", "on_empty": "drop", **kw}
+    return {"kind": "file", "path": str(path), "file_type": "auto", "text_column": "text", "on_empty": "drop", **kw}
 
 
 def test_bbc_news_and_chatterbot_are_read_deterministically():

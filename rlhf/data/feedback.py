@@ -13,6 +13,7 @@ Policies (``error`` or ``drop``; ``strict=True`` turns every drop into an error)
 | ``out_of_range`` | a rating outside ``data.rating_range`` (when set) | error |
 | ``too_long`` | the response does not fit ``max_length`` even with no prompt | drop |
 | ``identical_after_truncation`` | chosen and rejected give the same token ids | drop |
+| ``malformed`` | a public-format row whose fields disagree (``rlhf.data.formats``) | drop |
 
 Over-long prompts are truncated from the left (``too_long=truncate_prompt``, counted as ``data/truncated_prompt``)
 so that both responses keep their tails, or dropped/refused with ``too_long=drop|error``.
@@ -27,6 +28,7 @@ from typing import Any
 
 from rlhf.config.common import FeedbackColumnsConf, FeedbackPolicyConf
 from rlhf.config.fields import as_config
+from rlhf.data.formats import PAIR_FORMATS, Malformed
 from rlhf.data.readers import DropReport
 from rlhf.errors import DataError
 
@@ -70,20 +72,29 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def validate_records(rows, kind: str, columns: Any, origin: str, policy: Policy,
-                     report: DropReport, rating_range: Sequence[float] | None = None) -> list[dict]:
+def validate_records(rows, kind: str, columns: Any, origin: str, policy: Policy, report: DropReport,
+                     rating_range: Sequence[float] | None = None, fmt: str = "auto") -> list[dict]:
     """Clean records ``{"prompt", "chosen", "rejected", "margin"}`` (margin 0 where the row has none) or ``{"prompt", "response", "rating"}``.
 
     ``rows`` yields ``(row number, raw record)``; ``columns`` maps our field names to the file's column names;
-    ``rating_range`` (``[low, high]``, optional) is the scale every rating must lie on.
+    ``rating_range`` (``[low, high]``, optional) is the scale every rating must lie on; ``fmt`` is
+    ``data.source.format`` (a public format is read by ``rlhf.data.formats``; its prompt may be a message list).
     """
     fields = PAIR_FIELDS if kind == "pairs" else RATING_FIELDS
     names = as_config(FeedbackColumnsConf, columns)
     col = {f: getattr(names, f) for f in (*fields, "margin")}
+    reader = PAIR_FORMATS.get(fmt)
     clean = []
     for row, record in rows:
         where = f"{origin}, row {row}"
-        prompt = _text(record, col["prompt"], where)
+        if reader is not None:
+            try:
+                parsed = reader(record, where)
+            except Malformed as err:
+                policy.handle("malformed", where, f"{err} (format {fmt})", report)
+                continue
+            record, col = {**parsed, "margin": parsed.get("margin")}, {f: f for f in col}
+        prompt = record[col["prompt"]] if reader is not None else _text(record, col["prompt"], where)
         if kind == "pairs":
             chosen, rejected = _text(record, col["chosen"], where), _text(record, col["rejected"], where)
             if not chosen.strip() or not rejected.strip():

@@ -7,6 +7,7 @@ parquet, the index for HF datasets), so every later error can name the file and 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import math
 from collections import Counter
@@ -49,12 +50,13 @@ class DropReport:
 def detect_format(path: Path, fmt: str = "auto") -> str:
     if fmt != "auto":
         if fmt not in FORMATS:
-            raise DataError(f"{path}: unknown format '{fmt}'; use one of {', '.join(FORMATS)} or auto")
+            raise DataError(f"{path}: unknown file type '{fmt}'; use one of {', '.join(FORMATS)} or auto")
         return fmt
+    suffix = Path(path.stem).suffix if path.suffix.lower() == ".gz" else path.suffix  # train.jsonl.gz -> .jsonl
     try:
-        return SUFFIXES[path.suffix.lower()]
+        return SUFFIXES[suffix.lower()]
     except KeyError:
-        raise DataError(f"{path}: cannot tell the format from the suffix '{path.suffix}'; set the format explicitly "
+        raise DataError(f"{path}: cannot tell the file type from the suffix '{suffix}'; set data.source.file_type "
                         f"(one of {', '.join(FORMATS)})") from None
 
 
@@ -69,8 +71,9 @@ def read_records(path: str | Path, fmt: str = "auto", text_column: str = "text")
     if fmt == "parquet":
         yield from _read_parquet(path)
         return
+    opener = gzip.open if path.suffix.lower() == ".gz" else open  # HH-RLHF ships train.jsonl.gz
     try:
-        with open(path, encoding="utf-8-sig", newline="" if fmt == "csv" else None) as handle:  # a BOM is not text
+        with opener(path, "rt", encoding="utf-8-sig", newline="" if fmt == "csv" else None) as handle:  # no BOM
             if fmt == "jsonl":
                 yield from _read_jsonl(path, handle)
             elif fmt == "csv":
@@ -122,14 +125,19 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, dict]]:
     yield from enumerate(table.to_pylist(), start=1)
 
 
-def read_hf_dataset(name_or_path: str, split: str = "train", config: str | None = None
-                    ) -> Iterator[tuple[int, dict]]:
-    """A dataset saved with ``save_to_disk`` (a directory), or a hub/script name passed to ``load_dataset``."""
+def _datasets(name_or_path: str):
     try:
         import datasets
     except ImportError as err:
         raise DataError(f"reading the Hugging Face dataset '{name_or_path}' needs the datasets package: "
                         f"pip install -e '.[data]'") from err
+    return datasets
+
+
+def read_hf_dataset(name_or_path: str, split: str = "train", config: str | None = None
+                    ) -> Iterator[tuple[int, dict]]:
+    """A dataset saved with ``save_to_disk`` (a directory), or a hub/script name passed to ``load_dataset``."""
+    datasets = _datasets(name_or_path)
     path = Path(name_or_path).expanduser()
     try:
         if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists()):
@@ -143,6 +151,46 @@ def read_hf_dataset(name_or_path: str, split: str = "train", config: str | None 
         raise DataError(f"Hugging Face dataset '{name_or_path}' (config={config}, split={split}) could not be "
                         f"loaded: {err}. Offline? Save it with save_to_disk and pass the directory.") from err
     yield from enumerate(dataset, start=1)
+
+
+SPLIT_NAMES = {"train": ("train", "train_prefs"), "val": ("validation", "valid", "val", "dev"),
+               "test": ("test", "test_prefs")}  # a dataset's split names that mean ours (HF conventions)
+
+
+def hf_split_names(name_or_path: str, config: str | None = None) -> list[str]:
+    """The splits of a Hugging Face dataset (a ``save_to_disk`` directory or a hub name); [] for a single Dataset."""
+    datasets = _datasets(name_or_path)
+    path = Path(name_or_path).expanduser()
+    try:
+        if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists()):
+            loaded = datasets.load_from_disk(str(path))
+            return list(loaded.keys()) if isinstance(loaded, datasets.DatasetDict) else []
+        return list(datasets.get_dataset_split_names(name_or_path, config))
+    except Exception as err:
+        raise DataError(f"Hugging Face dataset '{name_or_path}' (config={config}) could not be opened: {err}. "
+                        f"Offline? Save it with save_to_disk and pass the directory.") from err
+
+
+def dataset_splits(name_or_path: str, config: str | None, split_map: Any, one_split: str) -> dict[str, str] | None:
+    """Our split -> the dataset's split: ``split_map`` (``SplitMapConf``) when it names any (every name checked
+    against the dataset), else the
+    dataset's own train and validation/test splits (``SPLIT_NAMES``) when it has a train split and another. Splits
+    left out are cut from train by the caller. None: the dataset has one split (``one_split`` is read and split by
+    hash)."""
+    available = hf_split_names(name_or_path, config)
+    mapping = {ours: getattr(split_map, ours) for ours in SPLIT_NAMES if getattr(split_map, ours)}
+    if mapping:
+        if "train" not in mapping:
+            raise DataError(f"data.source.split_map={mapping} must map 'train' (and optionally 'val', 'test') to the "
+                            f"dataset's splits")
+        unknown = [v for v in mapping.values() if available and v not in available]
+        if unknown:
+            raise DataError(f"data.source.split_map: '{name_or_path}' has no split {', '.join(unknown)}; its splits "
+                            f"are {', '.join(available)}")
+        return mapping
+    found = {ours: next((n for n in names if n in available), None) for ours, names in SPLIT_NAMES.items()}
+    found = {ours: theirs for ours, theirs in found.items() if theirs}
+    return found if "train" in found and len(found) > 1 else None
 
 
 def require_text(record: dict, column: str, where: str, available: list[str] | None = None) -> Any:

@@ -126,7 +126,8 @@ def build_tokenizer(spec: Any, texts: Sequence[str] | None, cache_dir: str | os.
         if missing:
             raise DataError(missing)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(name)
+            tokenizer = AutoTokenizer.from_pretrained(name, revision=spec.revision,
+                                                      trust_remote_code=spec.trust_remote_code)
         except Exception as err:
             raise DataError(f"model.tokenizer.name_or_path={name!r}: no tokenizer could be loaded ({err}). Offline? "
                             f"Pass a local directory written by save_pretrained.") from err
@@ -145,17 +146,22 @@ def build_tokenizer(spec: Any, texts: Sequence[str] | None, cache_dir: str | os.
 
 
 PAD_TOKEN = "<|pad|>"
+# Why the pad token was added, kept in tokenizer_config.json (not named *_token: transformers reads those as tokens)
+ADDED_PAD_KEY = "rlhf_pad_token_repair"
 
 
 def ensure_pad_token(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrainedTokenizerBase:
     """A distinct pad token for a tokenizer that has none or pads with EOS, as GPT-2, Pythia, Llama and Mistral ship:
     padding with EOS would hide real EOS tokens and shift where rewards and values are read. The token is added as
     ``<|pad|>`` (one log line); the model's embeddings grow by its row when the model is built
-    (``rlhf.models.backbones.fit_embeddings``), and both are saved with the run's tokenizer and its export."""
+    (``rlhf.models.backbones.fit_embeddings``), and both are saved with the run's tokenizer and its export. The repair
+    is recorded under ``rlhf_pad_token_repair`` in ``tokenizer_config.json`` and as ``model/added_pad_token`` in the
+    run's ``metrics.json``."""
     if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
         return tokenizer
     before = "has no pad token" if tokenizer.pad_token_id is None else f"pads with EOS ({tokenizer.pad_token!r})"
     tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    tokenizer.init_kwargs[ADDED_PAD_KEY] = before  # saved in tokenizer_config.json: the run's and the export's record
     rank_zero_info(f"[model] {name}: the tokenizer {before}; added a distinct pad token {PAD_TOKEN!r} (id "
                    f"{tokenizer.pad_token_id}); the model's embeddings get one more row for it")
     return tokenizer

@@ -22,7 +22,7 @@ from rlhf.config.fields import as_config, to_plain
 from rlhf.data.documents import load_documents, split_documents, split_of
 from rlhf.data.readers import DropReport
 from rlhf.data.sampling import ResumableSampler
-from rlhf.data.tokenizer import build_tokenizer
+from rlhf.data.tokenizer import ADDED_PAD_KEY, build_tokenizer
 from rlhf.errors import DataError
 from rlhf.models.sharding import full_state_dict
 
@@ -77,6 +77,8 @@ class TextDataModule(pl.LightningDataModule):
         metrics = self.report.metrics()
         for name, dataset in self.datasets.items():
             metrics[f"data/{name}_samples"] = float(len(dataset))
+        if ADDED_PAD_KEY in self.tokenizer.init_kwargs:  # a hub tokenizer without a distinct pad token, repaired
+            metrics["model/added_pad_token"] = 1.0
         return metrics
 
     # ---- datasets and loaders ------------------------------------------------------------------------------------

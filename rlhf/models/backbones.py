@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from transformers import (
     AutoModelForMaskedLM,
     BertConfig,
@@ -42,18 +43,47 @@ def encoder_config(cfg: Any, tokenizer, **extra):
         type_vocab_size=2, **extra)
 
 
-def _from_pretrained(auto_class, name: str, random_init: bool = False, **kwargs) -> PreTrainedModel:
+def load_options(cfg: Any) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments from the backbone settings (``BackboneConf``); unset ones left out."""
+    cfg = as_config(BackboneConf, cfg)
+    options = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code or None,
+               "attn_implementation": cfg.attn_implementation,
+               "dtype": cfg.dtype if cfg.dtype == "auto" else getattr(torch, cfg.dtype)}
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def auto_config(cfg: Any, name: str | None = None):
+    """The saved ``AutoConfig`` of a pretrained backbone (``name``: another checkpoint than ``model.name_or_path``)."""
+    from transformers import AutoConfig
+
+    options = load_options(cfg)
+    return AutoConfig.from_pretrained(name or cfg.name_or_path, revision=options.get("revision"),
+                                      trust_remote_code=bool(options.get("trust_remote_code")))
+
+
+def _from_pretrained(auto_class, cfg: Any, name: str | None = None, **kwargs) -> PreTrainedModel:
+    """``auto_class`` from ``model.name_or_path`` (or ``name``) with the backbone's load options (revision, dtype,
+    attention kernel, remote code); ``model.random_init``: the architecture with fresh weights."""
+    cfg = as_config(BackboneConf, cfg)
+    name = name or cfg.name_or_path
     missing = missing_local_dir(name, "model.name_or_path")
     if missing:
         raise ModelError(missing)
+    options = {**load_options(cfg), **kwargs}
     try:
-        if random_init:
-            from transformers import AutoConfig
-
-            return auto_class.from_config(AutoConfig.from_pretrained(name, **kwargs))
+        if cfg.random_init:
+            config = auto_config(cfg, name)
+            for key, value in kwargs.items():
+                setattr(config, key, value)
+            options.pop("revision", None)
+            if options.get("dtype") == "auto":  # a fresh model has no saved dtype
+                options.pop("dtype")
+            model = auto_class.from_config(config, **{k: v for k, v in options.items() if k not in kwargs})
+        else:
+            model = auto_class.from_pretrained(name, **options)
         # from_pretrained returns the model in eval mode, and Lightning keeps each submodule's mode at the start of
         # fit: without train() a pretrained backbone would be fine-tuned with its dropout silently off.
-        return auto_class.from_pretrained(name, **kwargs).train()
+        return model.train()
     except Exception as err:
         reason = str(err).splitlines()[0][:300]
         if "Unrecognized configuration class" in reason:
@@ -66,6 +96,19 @@ def _from_pretrained(auto_class, name: str, random_init: bool = False, **kwargs)
         raise ModelError(f"model.name_or_path={name!r} could not be loaded as {auto_class.__name__} ({reason}). "
                          f"Offline? Pass a local directory written by save_pretrained (e.g. another run's export/)") \
             from err
+
+
+def finish_model(model: PreTrainedModel, cfg: Any) -> PreTrainedModel:
+    """What every built backbone gets last: ``model.dtype`` for a model built from config (a loaded one was loaded in
+    it) and ``model.gradient_checkpointing``."""
+    cfg = as_config(BackboneConf, cfg)
+    if cfg.source == "config" and cfg.dtype not in ("auto", "float32"):
+        model = model.to(getattr(torch, cfg.dtype))
+    if cfg.gradient_checkpointing:
+        if not model.supports_gradient_checkpointing:
+            raise ModelError(f"model.gradient_checkpointing=true: {type(model).__name__} does not support it")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
 
 
 def fit_embeddings(model: PreTrainedModel, tokenizer, name: str) -> None:
@@ -89,13 +132,13 @@ def build_masked_lm(cfg: Any, tokenizer) -> PreTrainedModel:
     cfg = as_config(BackboneConf, cfg)
     if cfg.source == "pretrained":
         name = cfg.name_or_path
-        model = _from_pretrained(AutoModelForMaskedLM, name, bool(cfg.random_init))
+        model = _from_pretrained(AutoModelForMaskedLM, cfg)
         fit_embeddings(model, tokenizer, name)
-        return model
+        return finish_model(model, cfg)
     arch = cfg.arch
     if arch not in ENCODERS:
         raise ModelError(f"model.arch={arch!r} cannot do masked-LM; use model.arch=roformer or model.arch=bert")
     if tokenizer.mask_token_id is None:
         raise ModelError("the tokenizer has no [MASK] token; masked-LM needs a wordpiece tokenizer "
                          "(model.tokenizer.algorithm=wordpiece)")
-    return ENCODERS[arch][1](encoder_config(cfg, tokenizer))
+    return finish_model(ENCODERS[arch][1](encoder_config(cfg, tokenizer)), cfg)

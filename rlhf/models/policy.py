@@ -14,19 +14,18 @@ from transformers import AutoModel, AutoModelForCausalLM, GPT2LMHeadModel, PreTr
 from rlhf.config.common import BackboneConf
 from rlhf.config.fields import as_config
 from rlhf.errors import ModelError
-from rlhf.models.backbones import _from_pretrained, fit_embeddings
+from rlhf.models.backbones import _from_pretrained, auto_config, finish_model, fit_embeddings
 from rlhf.models.reward import gpt2_config
 
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # GPT2LMHeadModel, LlamaForCausalLM, GPTNeoXForCausalLM, ...
 
 
-def check_causal(name: str) -> None:
+def check_causal(cfg: Any) -> None:
     """Refuse, before anything else about it is checked, a pretrained model whose saved architecture is not a causal
     LM (e.g. this project's masked-LM or reward-model export given as a policy)."""
-    from transformers import AutoConfig
-
+    name = cfg.name_or_path
     try:  # (a missing directory was already reported when its tokenizer was loaded)
-        architectures = AutoConfig.from_pretrained(name).architectures or []
+        architectures = auto_config(cfg).architectures or []
     except Exception:  # noqa: BLE001 - unreadable configs are reported by the model load itself
         return
     if architectures and not any(a.endswith(CAUSAL_SUFFIXES) for a in architectures):
@@ -48,7 +47,7 @@ def build_causal_lm(cfg: Any, tokenizer, new_tokens: list[str] | None = None,
     """
     cfg = as_config(BackboneConf, cfg)
     if cfg.source == "pretrained":
-        check_causal(cfg.name_or_path)
+        check_causal(cfg)
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ModelError("the policy's tokenizer needs a pad token distinct from EOS (padding would otherwise hide "
                          "real EOS tokens and shift where rewards and values are read); add one, e.g. "
@@ -58,7 +57,7 @@ def build_causal_lm(cfg: Any, tokenizer, new_tokens: list[str] | None = None,
     new_ids = [tokenizer.convert_tokens_to_ids(t) for t in new_tokens or []]
     if cfg.source == "pretrained":
         name = cfg.name_or_path
-        model = _from_pretrained(AutoModelForCausalLM, name, bool(cfg.random_init))
+        model = _from_pretrained(AutoModelForCausalLM, cfg)
         fit_embeddings(model, tokenizer, name)
     elif cfg.arch != "gpt2":
         raise ModelError(f"model.arch={cfg.arch!r} is not a causal LM; use model=tiny_gpt2 "
@@ -67,7 +66,7 @@ def build_causal_lm(cfg: Any, tokenizer, new_tokens: list[str] | None = None,
         model = GPT2LMHeadModel(gpt2_config(cfg, tokenizer))
     if new_ids:
         init_new_embeddings(model, new_ids, new_token_noise)
-    return model
+    return finish_model(model, cfg)
 
 
 def init_new_embeddings(model: PreTrainedModel, new_ids: list[int], noise: float = 0.01) -> None:
@@ -160,7 +159,8 @@ def build_critic(init: str, policy: PreTrainedModel, tokenizer) -> Critic:
     hidden = policy.config.hidden_size if hasattr(policy.config, "hidden_size") else policy.config.n_embd
     if init == "policy":
         return Critic(copy.deepcopy(trunk(policy)), hidden)
-    body = _from_pretrained(AutoModel, init)
+    dtype = str(policy.dtype).removeprefix("torch.")  # the critic computes in the policy's dtype
+    body = _from_pretrained(AutoModel, {"source": "pretrained", "name_or_path": init, "dtype": dtype})
     if body.get_input_embeddings().weight.shape[0] != len(tokenizer):
         raise ModelError(f"method.critic_init={init!r}: its vocabulary ({body.get_input_embeddings().weight.shape[0]}) "
                          f"differs from the policy's ({len(tokenizer)}); a critic reads the policy's tokens, so "

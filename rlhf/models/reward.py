@@ -23,7 +23,7 @@ from transformers import (
 from rlhf.config.common import BackboneConf
 from rlhf.config.fields import as_config
 from rlhf.errors import ModelError
-from rlhf.models.backbones import ENCODERS, _from_pretrained, encoder_config, fit_embeddings
+from rlhf.models.backbones import ENCODERS, _from_pretrained, auto_config, encoder_config, finish_model, fit_embeddings
 
 
 def gpt2_config(cfg: Any, tokenizer, **extra) -> GPT2Config:
@@ -68,14 +68,12 @@ def build_reward_model(cfg: Any, tokenizer) -> PreTrainedModel:
         name = cfg.name_or_path
         already_reward_model = False
         try:
-            from transformers import AutoConfig
-
-            architectures = AutoConfig.from_pretrained(name).architectures or []
+            architectures = auto_config(cfg).architectures or []
             already_reward_model = any(a.endswith("ForSequenceClassification") for a in architectures)
         except Exception:  # reported by the load below
             pass
         random_init = bool(cfg.random_init)
-        model = _from_pretrained(AutoModelForSequenceClassification, name, random_init, num_labels=1)
+        model = _from_pretrained(AutoModelForSequenceClassification, cfg, num_labels=1)
         already_reward_model = already_reward_model and not random_init
         fit_embeddings(model, tokenizer, name)
         if not already_reward_model:
@@ -91,7 +89,7 @@ def build_reward_model(cfg: Any, tokenizer) -> PreTrainedModel:
                          "non-pad token); add one to the tokenizer, e.g. tokenizer.add_special_tokens("
                          "{'pad_token': '<|pad|>'}), and resize the embeddings")
     model.config.problem_type = "regression"
-    return model
+    return finish_model(model, cfg)
 
 
 def reward_scores(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -94,7 +94,8 @@ def finish(trainer: pl.Trainer, module: pl.LightningModule, metrics: dict[str, A
     a sharded model's weights are gathered first; rank 0 writes), and the summary."""
     if trainer.is_global_zero:
         for logger in trainer.loggers:
-            logger.log_metrics({k: v for k, v in metrics.items() if k.startswith("data/")}, step=trainer.global_step)
+            logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("data/", "model/"))},
+                               step=trainer.global_step)
         write_json(output_dir / "metrics.json", metrics)
     export_dir = module.export(output_dir / "export") if export else None
     if trainer.is_global_zero:

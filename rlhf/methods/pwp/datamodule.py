@@ -92,7 +92,7 @@ class ScoredLMDataModule(TextDataModule):
                             f"(or use score_from=scorer)")
         path, text_column = str(self.cfg.source.path), self.cfg.source.text_column
         docs = []
-        for row, record in read_records(path, self.cfg.source.format, text_column):
+        for row, record in read_records(path, self.cfg.source.file_type, text_column):
             where = f"{path}, row {row}"
             if mode == "column":
                 column = self.cfg.scores.score_column

@@ -28,10 +28,15 @@ class RewardDataConf:
     cache_dir: str = spec(MISSING, help="Where trained tokenizers are cached.")
 
     def check(self) -> list[tuple[str, str]]:
+        problems = []
         scale = self.rating_range
         if scale is not None and (len(scale) != 2 or not all(math.isfinite(v) for v in scale) or scale[0] >= scale[1]):
-            return [("rating_range", f"={list(scale)} must be two finite numbers [low, high] with low < high")]
-        return []
+            problems.append(("rating_range", f"={list(scale)} must be two finite numbers [low, high] with low < high"))
+        fmt = self.source.format
+        if (self.objective == "rating") != (fmt == "ratings") and fmt != "auto":
+            wanted = "ratings" if self.objective == "rating" else "a pairwise format (pairs, hh, ultrafeedback, tldr, shp)"
+            problems.append(("source.format", f"={fmt} does not fit data.objective={self.objective}: use {wanted}"))
+        return problems
 
 
 @dataclass

@@ -11,7 +11,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from rlhf.data.feedback import Policy, encode_pair, sequence_layout, validate_records
-from rlhf.data.readers import DropReport, read_hf_dataset, read_records
+from rlhf.data.formats import prompt_key, render_prompt
+from rlhf.data.readers import DropReport, dataset_splits, read_hf_dataset, read_records
 from rlhf.data.sampling import EpochIndexed
 from rlhf.data.simulated_feedback import write_feedback
 from rlhf.errors import DataError
@@ -33,7 +34,15 @@ class RewardDataModule(TextDataModule):
         self.truncated: dict[str, int] = {}
 
     # ---- records -------------------------------------------------------------------------------------------------
-    def _split_files(self) -> dict[str, str] | None:
+    @property
+    def record_format(self) -> str:
+        """``data.source.format``, with ``auto`` meaning the objective's own (pairs or ratings)."""
+        fmt = self.cfg.source.format
+        return self.kind if fmt == "auto" else fmt
+
+    def _split_sources(self) -> dict[str, tuple[str, Any]] | None:
+        """Our split -> (origin, rows) when the source has its own splits (simulated feedback, a '{split}' path, a
+        Hugging Face dataset with several splits or ``data.source.split_map``); None for one file split by hash."""
         source = self.cfg.source
         if source.kind == "simulated":
             options = {k: getattr(source, k) for k in ("scorer", "temperature", "pairs_per_article", "max_articles")
@@ -43,53 +52,69 @@ class RewardDataModule(TextDataModule):
             directory = Path(self.cfg.cache_dir).expanduser().parent / "feedback" / tag
             if not (directory / f"{self.kind}_test.jsonl").exists():
                 write_feedback(directory, **options)
-            return {s: str(directory / f"{self.kind}_{s}.jsonl") for s in SPLITS}
-        path = str(source.path or "")
+            return {s: self._file(str(directory / f"{self.kind}_{s}.jsonl")) for s in SPLITS}
+        path = str(source.path)
+        if source.kind == "hf":
+            mapping = dataset_splits(path, source.hf_config, source.split_map, source.hf_split)
+            if mapping is None:
+                return None
+            return {ours: (f"{path} [{theirs}]", read_hf_dataset(path, theirs, source.hf_config))
+                    for ours, theirs in mapping.items()}
         if "{split}" in path:
-            return {s: path.replace("{split}", s) for s in SPLITS}
+            return {s: self._file(path.replace("{split}", s)) for s in SPLITS}
         return None
 
-    def _rows(self, path: str):
-        source = self.cfg.source
-        if source.kind == "hf":
-            return read_hf_dataset(path, source.hf_split, source.hf_config)
-        return read_records(path, source.format)
+    def _file(self, path: str) -> tuple[str, Any]:
+        return path, read_records(path, self.cfg.source.file_type)
+
+    def _validate(self, origin: str, rows: Any, report: DropReport) -> list[dict]:
+        return validate_records(rows, self.kind, self.cfg.source.columns, origin, self.policy, report,
+                                self.cfg.rating_range, self.record_format)
 
     @cached_property
     def splits(self) -> dict[str, list[dict]]:
-        columns, rating_range = self.cfg.source.columns, self.cfg.rating_range
-        files = self._split_files()
-        if files is not None:
-            splits = {s: validate_records(self._rows(f), self.kind, columns, f, self.policy, self.reports[s],
-                                          rating_range) for s, f in files.items()}
+        sources = self._split_sources()
+        if sources is not None:
+            splits = {s: self._validate(origin, rows, self.reports[s]) for s, (origin, rows) in sources.items()}
+            for missing in [s for s in SPLITS if s not in splits]:  # cut from train by prompt hash
+                carved = [r for r in splits["train"] if self.split_of(prompt_key(r["prompt"])) == missing]
+                splits["train"] = [r for r in splits["train"] if self.split_of(prompt_key(r["prompt"])) != missing]
+                splits[missing] = carved
+                for name in ("train", missing):
+                    self.reports[name].kept = len(splits[name])
+            origins = {s: sources[s][0] if s in sources else f"{sources['train'][0]} (cut by prompt hash: "
+                       f"data.split.{s}_fraction)" for s in SPLITS}
         else:  # one file: split by a hash of the prompt, so no prompt is shared across splits
-            path = str(self.cfg.source.path)
-            records = validate_records(self._rows(path), self.kind, columns, path, self.policy, self.report,
-                                       rating_range)
+            source = self.cfg.source
+            path = str(source.path)
+            rows = read_hf_dataset(path, source.hf_split, source.hf_config) if source.kind == "hf" else \
+                self._file(path)[1]
+            records = self._validate(path, rows, self.report)
             splits = {s: [] for s in SPLITS}
             for record in records:
-                splits[self.split_of(record["prompt"])].append(record)
+                splits[self.split_of(prompt_key(record["prompt"]))].append(record)
             for name in SPLITS:  # drops are counted once, for the file (data/dropped_*); kept per split
                 self.reports[name].kept = len(splits[name])
+            origins = {s: f"{path} (one file split by prompt hash: data.split.{s}_fraction)" for s in SPLITS}
+            origins["train"] = path
         for name in SPLITS:
             if not splits[name]:
-                origin = files[name] if files else (f"{self.cfg.source.path} (one file split by prompt hash: "
-                                                    f"data.split.{name}_fraction)" if name != "train" else
-                                                    str(self.cfg.source.path))
-                raise DataError(f"the {name} split of the {self.kind} data is empty after validation: {origin}; "
-                                f"{(self.reports[name] if files else self.report).summary()}. Add records"
-                                + ("" if files or name == "train" else f" or raise data.split.{name}_fraction"))
+                carved = sources is None or name not in sources
+                report = self.report if sources is None else self.reports[name]
+                raise DataError(f"the {name} split of the {self.kind} data is empty after validation: "
+                                f"{origins[name]}; {report.summary()}. Add records"
+                                + (f" or raise data.split.{name}_fraction" if carved and name != "train" else ""))
         for name in SPLITS:
-            rank_zero_info(f"[data] {self.reports[name].summary()}" if files else f"[data] {name}: "
+            rank_zero_info(f"[data] {self.reports[name].summary()}" if sources else f"[data] {name}: "
                            f"{len(splits[name])} records")
         if self.kind == "ratings":
-            self.rating_stats = rating_stats(splits["train"], files["train"] if files else str(self.cfg.source.path))
+            self.rating_stats = rating_stats(splits["train"], origins["train"])
         return splits
 
     def tokenizer_texts(self) -> list[str]:
         texts = []
         for record in self.splits["train"]:
-            texts.append(record["prompt"])
+            texts.append(render_prompt(None, record["prompt"]))
             texts.extend([record["chosen"], record["rejected"]] if self.kind == "pairs" else [record["response"]])
         return [t for t in texts if t]
 
@@ -102,12 +127,13 @@ class RewardDataModule(TextDataModule):
         records = self.splits[split]
         tok = self.tokenizer
         fields = ("chosen", "rejected") if self.kind == "pairs" else ("response",)
-        encoded = {f: tok([r[f] for r in records], add_special_tokens=False)["input_ids"]
-                   for f in ("prompt", *fields)}
+        encoded = {f: tok([r[f] for r in records], add_special_tokens=False)["input_ids"] for f in fields}
+        encoded["prompt"] = tok([render_prompt(tok, r["prompt"]) for r in records],  # chat template for messages
+                                add_special_tokens=False)["input_ids"]
         report = self.reports[split]
         items, truncated = [], 0
         for i, record in enumerate(records):
-            where = f"{split} record {i + 1} (prompt {record['prompt'][:40]!r})"
+            where = f"{split} record {i + 1} (prompt {prompt_key(record['prompt'])[:40]!r})"
             out = encode_pair(encoded["prompt"][i], [encoded[f][i] for f in fields], self.cfg.max_length, self.layout)
             if out is None:
                 self.policy.handle("too_long", where, f"a response does not fit data.max_length={self.cfg.max_length} "
@@ -178,6 +204,6 @@ def rating_stats(records: list[dict], origin: str) -> tuple[float, float]:
     if not (torch.isfinite(mean) and torch.isfinite(std) and torch.isfinite((ratings - mean) / std.clamp(min=1e-6)).all()):
         extreme = records[int(ratings.abs().argmax())]
         raise DataError(f"{origin}: the training ratings cannot be normalised (mean {float(mean)}, std {float(std)}): "
-                        f"rating {extreme['rating']:g} (prompt {extreme['prompt'][:40]!r}) is far off any scale; fix "
+                        f"rating {extreme['rating']:g} (prompt {prompt_key(extreme['prompt'])[:40]!r}) is far off any scale; fix "
                         f"it, or set data.rating_range=[low,high] to refuse or drop ratings off your scale")
     return float(mean), float(std.clamp(min=1e-6))
