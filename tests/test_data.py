@@ -109,7 +109,7 @@ def test_all_rows_dropped_is_an_error(tmp_path):
 def test_unknown_suffix_asks_for_format(tmp_path):
     path = tmp_path / "corpus.dat"
     path.write_text("x")
-    with pytest.raises(DataError, match="set the format explicitly"):
+    with pytest.raises(DataError, match="set data.source.file_type"):
         list(read_records(path))
 
 
