@@ -17,6 +17,7 @@ written to ``<out_dir>/pipeline_summary.json``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -211,7 +212,9 @@ def _run_stage(step: dict[str, Any], rerun: set[str], done: dict[str, dict]) -> 
     print(f"[pipeline] {name}: {'resuming from its newest checkpoint' if resume else 'starting'}\n"
           f"[pipeline]   {alone}", flush=True)
     start = time.perf_counter()
-    result = subprocess.run(command)
+    # one W&B group for the whole pipeline (W&B's own variable; a group set by the user wins)
+    group = os.environ.get("WANDB_RUN_GROUP") or f"pipeline-{step['dir'].parent.name}"
+    result = subprocess.run(command, env={**os.environ, "WANDB_RUN_GROUP": group})
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         raise PipelineError(f"stage {name} failed (exit code {result.returncode}); its log: {directory}/train.log. "

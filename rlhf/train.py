@@ -77,7 +77,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         metrics.update(stages.test(trainer, module, datamodule))
     metrics.update(datamodule.data_metrics())
     metrics["trainer/global_step"] = float(trainer.global_step)
-    stages.finish(trainer, module, metrics, output_dir, cfg.export, cfg.optimized_metric)
+    stages.finish(cfg, trainer, module, metrics, output_dir, method)
     teardown_distributed()
     return metrics
 

@@ -59,3 +59,31 @@ def make_cfg(tmp_path):
 
     yield factory
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def gpt2_style_dir(tmp_path_factory) -> Path:
+    """A tiny GPT-2 with GPT-2's tokenizer conventions (no pad; bos = eos = unk), as ``save_pretrained`` writes it."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from rlhf.data.corpora import bbc_news
+
+    eot = "<|endoftext|>"
+
+    directory = tmp_path_factory.mktemp("hub") / "gpt2-style"
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    texts = [doc["text"] for _, doc in zip(range(300), bbc_news())]
+    raw.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=[eot],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=eot, eos_token=eot, unk_token=eot)
+    assert tokenizer.pad_token is None and tokenizer.bos_token_id == tokenizer.eos_token_id
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128,
+                                       bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id))
+    model.save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    return directory

@@ -30,6 +30,20 @@ class TokenizerConf:
 
 
 @dataclass
+class LoraConf:
+    """Low-rank adapters (Hu et al. 2021) with the ``peft`` library (``pip install -e '.[lora]'``)."""
+
+    r: int = spec(0, ge=0, help="Adapter rank; 0 = no LoRA (every weight is trained).")
+    alpha: float = spec(16.0, gt=0.0, help="Scale: the update is (alpha / r) * B A.")
+    dropout: float = spec(0.05, ge=0.0, lt=1.0, help="Dropout on the adapter's input.")
+    target_modules: Any = spec("all-linear", help="Modules that get adapters: all-linear, or a list of names "
+                                                  "(e.g. [q_proj, v_proj]).")
+    export: str = spec("merged", choices=["merged", "adapter"],
+                       help="merged: the export is a plain transformers model with the adapters folded in; adapter: "
+                            "only the adapter (peft's adapter_model.safetensors), loaded on top of the base model.")
+
+
+@dataclass
 class BackboneConf:
     source: str = spec("config", choices=["config", "pretrained"],
                        help="config: a fresh model built from the sizes below; pretrained: from_pretrained(name_or_path).")
@@ -56,12 +70,16 @@ class BackboneConf:
     trust_remote_code: bool = spec(False, help="Run the model's own code from its hub repo (source=pretrained).")
     gradient_checkpointing: bool = spec(False, help="Recompute activations in the backward pass: less memory, "
                                                     "about a third more compute.")
+    lora: LoraConf = spec(factory=LoraConf, help="Low-rank adapters (model.lora.r > 0 turns them on).")
     tokenizer: TokenizerConf = spec(factory=TokenizerConf, help="How the tokenizer is obtained.")
 
     def check(self) -> list[tuple[str, str]]:
         errors = []
         if self.source == "pretrained" and not self.name_or_path:
             errors.append(("name_or_path", "is required when model.source=pretrained (a hub name or a local dir)"))
+        if self.lora.r and self.lora.export == "adapter" and self.source != "pretrained":
+            errors.append(("lora.export", "=adapter needs a base model on disk (model.source=pretrained); a model "
+                                          "built from config is exported merged"))
         if self.source == "config" and self.hidden_size % self.num_heads:
             errors.append(("num_heads", f"={self.num_heads} must divide model.hidden_size={self.hidden_size}"))
         return errors

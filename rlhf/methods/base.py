@@ -24,6 +24,7 @@ from rlhf.data.readers import DropReport
 from rlhf.data.sampling import ResumableSampler
 from rlhf.data.tokenizer import ADDED_PAD_KEY, build_tokenizer
 from rlhf.errors import DataError
+from rlhf.models.lora import export_model, is_lora, trainable_state
 from rlhf.models.sharding import full_state_dict
 
 
@@ -181,6 +182,18 @@ class TrainableModule(pl.LightningModule):
         ``__init__``. ``load_from_checkpoint`` calls it too."""
         if self.model is None:
             self.build_model()
+            self.strict_loading = not self._base_left_out
+
+    def checkpointed(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The part of ``state_dict`` a checkpoint holds: all of it, or, when the frozen base is left out (LoRA on a
+        model from disk), the adapters, heads and the method's own state."""
+        return trainable_state(self, state_dict) if self._base_left_out else state_dict
+
+    @property
+    def _base_left_out(self) -> bool:
+        """LoRA on a model from disk: checkpoints hold the adapters and heads; the frozen base is reloaded from
+        ``model.name_or_path`` (a base built from config is random, so its checkpoints keep it)."""
+        return is_lora(self.model) and self.model_cfg.source == "pretrained"
 
     def build_model(self) -> None:  # pragma: no cover - abstract
         """Set ``self.model`` (and any other network of the method) from ``self.model_cfg`` and ``self.tokenizer``."""
@@ -232,6 +245,7 @@ class TrainableModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # tensors, ints and tuples only, so the checkpoint loads with torch.load(weights_only=True)
         checkpoint["rlhf_module"] = type(self).__name__  # so a resume with another method is refused clearly
+        checkpoint["state_dict"] = self.checkpointed(checkpoint["state_dict"])
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         checkpoint["rng_states"] = {
             "torch": torch.get_rng_state(),
@@ -266,7 +280,7 @@ class TrainableModule(pl.LightningModule):
         state = full_state_dict(self.model)
         if self._trainer is not None and not self.trainer.is_global_zero:
             return None
-        return save_export(self.model, self.tokenizer, directory, state)
+        return save_export(export_model(self.model, self.model_cfg.lora.export), self.tokenizer, directory, state)
 
 
 def save_export(model: Any, tokenizer: Any, directory: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:

@@ -100,7 +100,7 @@ def _from_pretrained(auto_class, cfg: Any, name: str | None = None, **kwargs) ->
 
 def finish_model(model: PreTrainedModel, cfg: Any) -> PreTrainedModel:
     """What every built backbone gets last: ``model.dtype`` for a model built from config (a loaded one was loaded in
-    it) and ``model.gradient_checkpointing``."""
+    it), ``model.gradient_checkpointing``, and ``model.lora`` (the model comes back wrapped in adapters)."""
     cfg = as_config(BackboneConf, cfg)
     if cfg.source == "config" and cfg.dtype not in ("auto", "float32"):
         model = model.to(getattr(torch, cfg.dtype))
@@ -108,6 +108,10 @@ def finish_model(model: PreTrainedModel, cfg: Any) -> PreTrainedModel:
         if not model.supports_gradient_checkpointing:
             raise ModelError(f"model.gradient_checkpointing=true: {type(model).__name__} does not support it")
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora.r:
+        from rlhf.models.lora import apply_lora
+
+        model = apply_lora(model, cfg.lora)
     return model
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def build_strategy(cfg: DictConfig) -> Any:
     return instantiate_node(cfg, "strategy")
 
 
-def build_loggers(cfg: DictConfig, output_dir: Path, method: str, tags: list[str], group: str,
+def build_loggers(cfg: DictConfig, output_dir: Path, method: str, tags: list[str], group: str, seed: int,
                   resume_id: str | None) -> list:
     """Every non-null node of ``logger``, then ``logger.extra``. W&B's run-time fields come from the run: its
     directory and name (the run dir), tags, group and job type (when the config leaves them null), and the id of the
@@ -54,8 +55,11 @@ def build_loggers(cfg: DictConfig, output_dir: Path, method: str, tags: list[str
             continue
         runtime: dict[str, Any] = {}
         if key == "wandb":
-            runtime = dict(save_dir=str(output_dir), name=output_dir.name, tags=list(tags),
-                           group=node.group or group, job_type=node.job_type or method)
+            # group: the config's, else W&B's own WANDB_RUN_GROUP (rlhf-pipeline sets it: one group per pipeline),
+            # else the experiment or method; the run name says what ran
+            runtime = dict(save_dir=str(output_dir), name=f"{group.split('/')[0]}-seed{seed}-{output_dir.name}",
+                           tags=list(tags), group=node.group or os.environ.get("WANDB_RUN_GROUP") or group,
+                           job_type=node.job_type or method)
             if resume_id:
                 runtime.update(id=resume_id, resume="allow")
         loggers.append(instantiate_node(node, f"logger.{key}", **runtime))
@@ -78,7 +82,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path, method: str, manual_optimiz
     group = cfg.experiment_name or method
     if HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN":
         group = f"{group}/{Path(HydraConfig.get().sweep.dir).name}"
-    loggers = build_loggers(cfg.logger, output_dir, method, list(cfg.tags), group, resume_id)
+    loggers = build_loggers(cfg.logger, output_dir, method, list(cfg.tags), group, cfg.seed, resume_id)
     kwargs = trainer_kwargs(cfg.trainer)
     callbacks = build_callbacks(cfg.callbacks, kwargs["enable_checkpointing"], kwargs["enable_progress_bar"],
                                 has_logger=bool(loggers))

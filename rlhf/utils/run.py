@@ -204,7 +204,7 @@ def check_checkpoint(path: Path, module: Any) -> None:
         raise ResumeError(f"ckpt_path={path} was written by method={METHOD_OF_MODULE.get(saved, saved)} ({saved}); "
                           f"this run is method={METHOD_OF_MODULE.get(ours, ours)}. Resume it with the method that "
                           f"wrote it, or start from its export: model=pretrained model.name_or_path=<its run>/export")
-    own = module.state_dict()
+    own = module.checkpointed(module.state_dict())  # (LoRA: the frozen base is not in checkpoints)
     for key, value in state["state_dict"].items():
         if key in own and tuple(own[key].shape) != tuple(value.shape):
             model = (state.get("hyper_parameters") or {}).get("model")

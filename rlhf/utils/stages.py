@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlhf.callbacks import Preemption
 from rlhf.config import resolved_config
 from rlhf.errors import ConfigError, Preempted
+from rlhf.utils.model_card import read_run_record, write_export_records
 from rlhf.utils.run import WANDB_ID_FILE, run_metadata, scalar_metrics, write_json
 
 log = logging.getLogger("rlhf")
@@ -24,18 +26,72 @@ START_METRICS = "start_metrics.json"
 
 
 def record_provenance(cfg: DictConfig, trainer: pl.Trainer, output_dir: Path) -> None:
-    """Resolved config, git commit and versions: in the run dir and in every logger (rank 0 only)."""
+    """Resolved config, git commit, versions and the exports this run starts from (``run.inputs``: each one's run
+    and W&B artifact): in the run dir and in every logger (rank 0 only). An online W&B run also declares those
+    artifacts as its inputs, so the lineage (reward model -> policy) shows in W&B; offline, W&B cannot (its
+    ``use_artifact`` needs the server), and ``run.inputs`` in the config holds it."""
     if not trainer.is_global_zero:
         return
     resolved = resolved_config(cfg)
-    meta = run_metadata()
+    meta = {**run_metadata(), "inputs": export_inputs(resolved)}
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(resolved))
     write_json(output_dir / "run_metadata.json", meta)
     for logger in trainer.loggers:
         logger.log_hyperparams({**resolved, "run": meta})
-        run_id = getattr(getattr(logger, "experiment", None), "id", None)
+        experiment = getattr(logger, "experiment", None)
+        run_id = getattr(experiment, "id", None)
         if isinstance(run_id, str):
             (output_dir / WANDB_ID_FILE).write_text(run_id)
+        if _wandb_online(experiment):
+            for record in meta["inputs"]:
+                if record.get("wandb_artifact"):
+                    experiment.use_artifact(f"{record['wandb_artifact']}:latest")
+
+
+def export_inputs(resolved: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lineage records (``rlhf_run.json``) of every export directory the config points to (a policy's or reward
+    model's ``name_or_path``, a reward model ``path``, a critic's init: any string value that is one)."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str) and "/" in node and node not in found:
+            record = read_run_record(node)
+            if record is not None:
+                found[node] = {**record, "path": node}
+
+    walk(resolved)
+    return list(found.values())
+
+
+def _wandb_online(experiment: Any) -> bool:
+    settings = getattr(experiment, "settings", None)
+    return experiment is not None and settings is not None and getattr(settings, "mode", None) == "online"
+
+
+def log_export(trainer: pl.Trainer, export_dir: Path, cfg: DictConfig, metrics: dict[str, Any], method: str,
+               output_dir: Path) -> None:
+    """The export's model card and lineage record, and the export as a W&B model artifact (rank 0)."""
+    wandb_run = next((logger.experiment for logger in trainer.loggers if type(logger).__name__ == "WandbLogger"), None)
+    run_id = getattr(wandb_run, "id", None)
+    artifact = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{method}-{output_dir.name}") if isinstance(run_id, str) else None
+    resolved = resolved_config(cfg)
+    record = {"run_name": output_dir.name, "run_dir": str(output_dir), "method": method,
+              "wandb_run_id": run_id if isinstance(run_id, str) else None, "wandb_artifact": artifact,
+              "inputs": [{k: v for k, v in r.items() if k != "inputs"} for r in export_inputs(resolved)]}
+    write_export_records(export_dir, resolved, metrics, method, record)
+    if artifact is not None:
+        import wandb
+
+        model_artifact = wandb.Artifact(artifact, type="model", metadata={
+            "method": method, **{k: v for k, v in metrics.items() if k.startswith("test/")}})
+        model_artifact.add_dir(str(export_dir))
+        wandb_run.log_artifact(model_artifact)
 
 
 def evaluate_at_start(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,
@@ -88,18 +144,21 @@ def test(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.Lightni
     return {**scalar_metrics(results[0] if results else {}), **scalar_metrics(trainer.callback_metrics)}
 
 
-def finish(trainer: pl.Trainer, module: pl.LightningModule, metrics: dict[str, Any], output_dir: Path,
-           export: bool, optimized_metric: str | None) -> None:
+def finish(cfg: DictConfig, trainer: pl.Trainer, module: pl.LightningModule, metrics: dict[str, Any],
+           output_dir: Path, method: str) -> None:
     """The data counts to the loggers and ``metrics.json`` (rank 0), the Hugging Face export (every rank takes part:
-    a sharded model's weights are gathered first; rank 0 writes), and the summary."""
+    a sharded model's weights are gathered first; rank 0 writes) with its model card and W&B artifact, and the
+    summary."""
     if trainer.is_global_zero:
         for logger in trainer.loggers:
             logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("data/", "model/"))},
                                step=trainer.global_step)
         write_json(output_dir / "metrics.json", metrics)
-    export_dir = module.export(output_dir / "export") if export else None
+    export_dir = module.export(output_dir / "export") if cfg.export else None
     if trainer.is_global_zero:
-        print_summary(output_dir, trainer, export_dir, metrics, optimized_metric)
+        if export_dir is not None:
+            log_export(trainer, export_dir, cfg, metrics, method, output_dir)
+        print_summary(output_dir, trainer, export_dir, metrics, cfg.optimized_metric)
 
 
 @rank_zero_only

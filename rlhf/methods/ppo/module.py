@@ -12,6 +12,7 @@ split across files a reader would have to jump between.)
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ from rlhf.methods.ppo.config import PPOMethodConf
 from rlhf.methods.ppo.lightning_compat import count_iteration
 from rlhf.methods.ppo.metrics import SampleMeans, UpdateStats, k1_per_response, rollout_stats, sample_values
 from rlhf.methods.ppo.rollout import Advantages, Rollout, minibatches, sample_row_keys, timed
+from rlhf.models.lora import adapters_disabled, is_lora
 from rlhf.models.policy import (
     ValueHead,
     build_causal_lm,
@@ -97,7 +99,8 @@ class PPOModule(TrainableModule):
         separate critic."""
         self.model = build_causal_lm(self.model_cfg, self.tokenizer)
         disable_dropout(self.model)
-        self.ref = frozen_copy(self.model)
+        # the frozen reference: a copy, or with LoRA the policy itself with its adapters off (no second copy)
+        self.ref = None if is_lora(self.model) else frozen_copy(self.model)
         if self.cfg.value == "head":
             self.value_head = ValueHead(self.model.config.hidden_size)
         else:
@@ -171,7 +174,9 @@ class PPOModule(TrainableModule):
         seq_mask = torch.cat([attention_mask, mask], 1)
         with timed(times, "reference"):
             logprobs, token_entropy, values = self._policy_pass(seq, seq_mask, prompt_len, responses)
-            ref_logits, _ = forward_logits(self.ref, seq, seq_mask, prompt_len)
+            reference = self.ref if self.ref is not None else self.model
+            with contextlib.nullcontext() if self.ref is not None else adapters_disabled(self.model):
+                ref_logits, _ = forward_logits(reference, seq, seq_mask, prompt_len)
             ref_logprobs = token_logprobs(ref_logits, responses, hp.temperature, self.banned_ids)
         with timed(times, "value"):
             if values is None:
