@@ -37,6 +37,11 @@ class Preempted(RuntimeError):
     """The run stopped on SIGTERM after saving a resumable checkpoint (exit status 143)."""
 
 
+class PushError(RuntimeError):
+    """The export could not be uploaded to the Hugging Face Hub (``push_to_hub``): the message says why and how to
+    push the export, which is complete on disk, by hand."""
+
+
 class OutputError(OSError):
     """An answers file that cannot be opened or written: the message names it; the answer in hand is not saved."""
 
@@ -51,4 +56,4 @@ class JobFailed(RuntimeError):
 
 
 # What `rlhf-train` reports as one message (exit status 1) instead of a traceback.
-USER_ERRORS = (ConfigError, DataError, ModelError, ResumeError, NonFiniteError, RunDirError, ScorerError)
+USER_ERRORS = (ConfigError, DataError, ModelError, ResumeError, NonFiniteError, RunDirError, ScorerError, PushError)

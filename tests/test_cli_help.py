@@ -33,7 +33,10 @@ def test_ppo_page_is_short_and_documents_kl_coef():
               and not line.strip().startswith("method.")]
     assert "schema" not in groups and "hydra" not in groups and not any("schema/" in line for line in lines)
     assert {"method", "model", "data", "experiment", "trainer"} <= set(groups)
-    assert ["method", "mlm*,", "ppo,", "pwp,", "reward"] in [line.split() for line in lines]  # * marks the default
+    from rlhf.config import METHODS
+
+    options = [f"{m}{'*' if m == 'mlm' else ''}" for m in sorted(METHODS)]  # * marks the default
+    assert ["method", *[o + "," for o in options[:-1]], options[-1]] in [line.split() for line in lines]
 
 
 @pytest.mark.parametrize("method", sorted(SCHEMAS["method"]))
@@ -79,7 +82,7 @@ def test_user_search_path_options_are_listed_and_select_the_method(tmp_path):
 
 def test_unknown_method_names_the_options():
     page = help_page(["method=nope"])
-    assert "method=nope: no such option of the method group (options: mlm, ppo, pwp, reward)" in page
+    assert "method=nope: no such option of the method group (options: dpo, mlm, ppo, pwp, reward, sft)" in page
     assert str(CONFIG_DIR) in page  # the groups are still listed
 
 

@@ -63,6 +63,10 @@ def test_every_group_option_composes(make_cfg, group, option):
         overrides = ["method=ppo", "data=prompts", "model=tiny_gpt2", *overrides]
     if (group, option) in (("method", "pwp"), ("data", "bbc_news_scored")):
         overrides = ["method=pwp", "data=bbc_news_scored", "model=tiny_gpt2", *overrides]
+    if (group, option) in (("method", "sft"), ("data", "demonstrations")):
+        overrides = ["method=sft", "data=demonstrations", "model=tiny_gpt2", *overrides]
+    if (group, option) in (("method", "dpo"), ("data", "preference_pairs")):
+        overrides = ["method=dpo", "data=preference_pairs", "model=tiny_gpt2", *overrides]
     if group == "strategy" and option in ("fsdp", "deepspeed", "deepspeed_stage_3"):
         cfg = make_cfg(*overrides, "trainer.accelerator=cpu", fast=False)
         with pytest.raises(ConfigError, match="needs GPUs"):  # refused before anything is built
@@ -206,6 +210,7 @@ def test_callbacks_loggers_and_strategy_come_from_target_nodes(make_cfg):
 
     from rlhf.callbacks import NonFiniteGuard, Preemption, RunCheckpoint, SampleLedger
     from rlhf.utils.builders import build_strategy, build_trainer
+    from rlhf.utils.history import HistoryLogger
 
     cfg = make_cfg("callbacks=[default,early_stopping,sample_ledger]", "callbacks.early_stopping.patience=2",
                    "callbacks.progress_bar._target_=lightning.pytorch.callbacks.TQDMProgressBar",
@@ -222,12 +227,15 @@ def test_callbacks_loggers_and_strategy_come_from_target_nodes(make_cfg):
     assert (early.monitor, early.patience) == ("val/loss", 2)
     assert next(c for c in trainer.callbacks if isinstance(c, RunCheckpoint)).step_every == 5
     assert next(c for c in trainer.callbacks if isinstance(c, NonFiniteGuard)).policy == "skip"
-    assert [type(x) for x in trainer.loggers] == [WandbLogger, CSVLogger]
+    assert [type(x) for x in trainer.loggers] == [WandbLogger, CSVLogger, HistoryLogger]
 
-    quiet = make_cfg("callbacks.progress_bar=null", "logger=none")
+    quiet = make_cfg("callbacks.progress_bar=null", "logger=none")  # the history file is still written
     trainer = build_trainer(quiet, Path(quiet.paths.output_dir), "mlm", False, None)
-    assert not any(isinstance(c, (ProgressBar, LearningRateMonitor)) for c in trainer.callbacks)
-    assert trainer.progress_bar_callback is None and trainer.loggers == []
+    assert not any(isinstance(c, ProgressBar) for c in trainer.callbacks) and trainer.progress_bar_callback is None
+    assert [type(x) for x in trainer.loggers] == [HistoryLogger]
+    silent = make_cfg("logger=none", "logger.history=null")
+    trainer = build_trainer(silent, Path(silent.paths.output_dir), "mlm", False, None)
+    assert trainer.loggers == [] and not any(isinstance(c, LearningRateMonitor) for c in trainer.callbacks)
 
     strategy = build_strategy(make_cfg("strategy=ddp_spawn", "strategy.timeout.minutes=2").strategy)
     assert isinstance(strategy, DDPStrategy) and strategy._start_method == "spawn"

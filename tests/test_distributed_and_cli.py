@@ -55,6 +55,10 @@ METHODS = {  # per method: its settings, the global batch (shared by 2 ranks und
     "ppo": (["experiment=ppo_tiny", "data.source.max_documents=200", "method.max_new_tokens=6",
              "method.num_minibatches=1", "method.ppo_epochs=2", "method.reward_norm=running"], 16,
             ["train/reward", "train/kl", "train/entropy", "val/reward", "test/gold"]),
+    "sft": (["experiment=sft_tiny", "data.source.max_articles=100", "data.packing=true"], 16,
+            ["train/loss", "val/loss", "test/loss"]),
+    "dpo": (["experiment=dpo_tiny", "data.source.max_articles=100", "method.evaluation.enabled=false"], 16,
+            ["train/loss", "train/rewards/margin", "val/loss", "val/rewards/accuracy", "test/loss"]),
 }
 TOLERANCE = 2e-4  # relative (and absolute near 0): float32 sums in another order, through 4 optimizer steps
 

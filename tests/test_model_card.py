@@ -59,3 +59,23 @@ def test_exports_carry_a_card_and_lineage_and_are_logged_as_wandb_artifacts(make
     lineage = json.loads((ppo_dir / "export" / "rlhf_run.json").read_text())
     assert lineage["method"] == "ppo" and lineage["inputs"][0]["run_dir"] == str(rm_dir)
     assert lineage["wandb_artifact"] is None  # this run logged to CSV only
+
+
+def test_push_to_hub_is_refused_offline_before_training_and_a_failed_push_says_how_to_retry(make_cfg, monkeypatch,
+                                                                                              tmp_path):
+    import pytest
+
+    from rlhf.config import validate_config
+    from rlhf.errors import ConfigError, PushError
+    from rlhf.utils.stages import push_export
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match=r"push_to_hub=me/tiny needs the network, but HF_HUB_OFFLINE=1 is set"):
+        validate_config(make_cfg("push_to_hub=me/tiny"))
+    with pytest.raises(ConfigError, match=r"push_to_hub=me/tiny needs export=true"):
+        validate_config(make_cfg("push_to_hub=me/tiny", "export=false"))
+    export = tmp_path / "export"
+    export.mkdir()
+    with pytest.raises(PushError, match=rf"could not be uploaded .* It is complete at {export}; upload it later "
+                                        rf"with: hf upload me/tiny {export}"):
+        push_export(export, "me/tiny")  # offline here: the hub cannot be reached

@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
-    "all:logger=csv", "all:trainer.enable_model_summary=false",
+    "all:trainer.enable_model_summary=false",  # the default logger (W&B offline): notebooks read metrics_history.jsonl
     "mlm:data.source.max_documents=300", "mlm:model.tokenizer.vocab_size=1024", "mlm:model.hidden_size=64",
     "mlm:model.intermediate_size=128", "mlm:model.num_heads=2", "mlm:data.block_size=32",
     "mlm:trainer.val_check_interval=5", "mlm:trainer.limit_val_batches=4", "mlm:trainer.limit_test_batches=4",
@@ -63,7 +63,9 @@ def test_pipeline_chains_the_four_methods_through_their_exports(pipeline_run):
     for shown in ("test perplexity", "gold agreement", "held-out LM loss", "held-out gold", "KL"):  # each stage's report
         assert shown in table, (shown, table)
     assert " -> " in table  # before -> after from evaluate_at_start
-    assert "[pipeline]   rlhf-train logger=wandb_csv" in full.stdout  # each stage's command, to run it alone
+    assert "[pipeline]   rlhf-train experiment=" in full.stdout  # each stage's command, to run it alone
+    assert all((out / stage / "metrics_history.jsonl").exists() and (out / stage / "wandb").is_dir()
+               for stage in ("mlm", "reward", "pwp", "ppo"))
 
 
 @pytest.mark.slow
@@ -117,8 +119,10 @@ def test_notebooks_execute_on_the_pipeline_runs(pipeline_run, tmp_path, monkeypa
         book = nbformat.read(path, as_version=4)
         nbclient.NotebookClient(book, timeout=300, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}}).execute()
-        text = "".join(o.get("text", "") for c in book.cells if c.cell_type == "code" for o in c.get("outputs", []))
+        outputs = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        text = "".join(o.get("text", "") for o in outputs)
         assert "run(s) under" in text or "saved" in text, (path.name, text[-2000:])
+        assert any("image/png" in o.get("data", {}) for o in outputs), path.name  # figures shown inline
     figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
     assert figures == ["mlm_loss_curves.png", "ppo_reward_kl.png", "pwp_frontier.png", "reward_calibration.png"]
     assert all((tmp_path / "figures" / f).stat().st_size > 10_000 for f in figures)  # plots with content

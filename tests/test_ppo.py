@@ -26,6 +26,8 @@ from rlhf.objectives.ppo import (
     entropy_from_logits,
     gae,
     global_whiten,
+    grpo_advantages,
+    grpo_token_advantages,
     kl_estimate,
     logprobs_and_entropy,
     masked_whiten,
@@ -139,6 +141,22 @@ def test_whitening_and_rloo_by_hand():
     # prompt 1: scores 1, 2, 6 -> baselines 4, 3.5, 1.5; prompt 2: 0, 0, 3 -> 1.5, 1.5, 0
     adv = rloo_advantages(torch.tensor([1.0, 2.0, 6.0, 0.0, 0.0, 3.0]), group_size=3)
     assert torch.allclose(adv, torch.tensor([-3.0, -1.5, 4.5, -1.5, -1.5, 3.0]))
+
+
+def test_grpo_advantages_by_hand():
+    # group (1, 2, 6): mean 3, unbiased std sqrt(((-2)^2 + (-1)^2 + 3^2) / 2) = sqrt(7); group (0, 0, 3): mean 1, std sqrt(3)
+    adv = grpo_advantages(torch.tensor([1.0, 2.0, 6.0, 0.0, 0.0, 3.0]), group_size=3, eps=0.0)
+    s7, s3 = math.sqrt(7.0), math.sqrt(3.0)
+    assert adv.tolist() == pytest.approx([-2 / s7, -1 / s7, 3 / s7, -1 / s3, -1 / s3, 2 / s3])
+    dr = grpo_advantages(torch.tensor([1.0, 2.0, 6.0, 0.0, 0.0, 3.0]), group_size=3, std_normalise=False)
+    assert dr.tolist() == pytest.approx([-2.0, -1.0, 3.0, -1.0, -1.0, 2.0])  # Dr. GRPO: no std division
+    assert grpo_advantages(torch.tensor([4.0, 4.0]), group_size=2).tolist() == [0.0, 0.0]  # a tie: no signal, no NaN
+    kl = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    # returns 1 - (0.5 + 0.5) = 0 and 3 - 1 = 2: mean 1, std sqrt(2); advantages -/+ 1/sqrt(2) on every real token
+    token = grpo_token_advantages(torch.tensor([1.0, 3.0]), kl, mask, kl_coef=1.0, group_size=2)
+    r = 1 / math.sqrt(2.0)
+    assert torch.allclose(token, torch.tensor([[-r, -r, 0.0], [r, 0.0, 0.0]]), atol=1e-3)
 
 
 def test_rloo_token_advantages_by_hand():
@@ -468,8 +486,10 @@ def test_batch_sizes_must_divide_and_lightning_accumulation_is_refused(make_cfg)
 @pytest.mark.parametrize("variant", [["method.value=head"],
                                      ["method.value=separate", "method.kl_target=1.0", "method.kl_estimator=k3",
                                       "method.reward_norm=running", "method.missing_eos_penalty=1.0"],
-                                     ["method.advantage=rloo", "method.samples_per_prompt=2"]],
-                         ids=["head", "separate-adaptive-k3", "rloo"])
+                                     ["method.advantage=rloo", "method.samples_per_prompt=2"],
+                                     ["method.advantage=grpo", "method.samples_per_prompt=2",
+                                      "method.grpo_std_normalise=false"]],
+                         ids=["head", "separate-adaptive-k3", "rloo", "grpo"])
 def test_ppo_run_end_to_end_exports_a_causal_lm(make_cfg, variant):
     cfg = make_cfg(*PPO_FAST, *variant, fast=False)
     metrics = run(cfg)
@@ -509,11 +529,14 @@ class CountLetter:
         return torch.tensor([float(c.count("e")) for c in completions])
 
 
-def test_ppo_learns_a_toy_reward(make_cfg):
+@pytest.mark.parametrize("advantage", ["gae", "grpo"])
+def test_ppo_learns_a_toy_reward(make_cfg, advantage):
+    variant = {"gae": ["data.loader.batch_size=16"],
+               "grpo": ["method.advantage=grpo", "method.samples_per_prompt=4", "data.loader.batch_size=4"]}[advantage]
     cfg = make_cfg(*PPO_FAST, "method.reward.kind=callable", "method.reward.target=test_ppo.CountLetter",
                    "method.gold.kind=none", "optimized_metric=val/reward", "method.lr=3e-3", "method.kl_coef=0.01",
                    "trainer.max_steps=40", "trainer.val_check_interval=40", "trainer.limit_val_batches=4",
-                   "data.loader.batch_size=16", "method.max_new_tokens=8", "test=false", "export=false", fast=False)
+                   *variant, "method.max_new_tokens=8", "test=false", "export=false", fast=False)
     after = run(cfg)
     rows = list(csv.DictReader(open(next(Path(cfg.paths.output_dir).glob("csv/*/metrics.csv")))))
     first = [float(r["train/reward"]) for r in rows if r.get("train/reward")][:3]

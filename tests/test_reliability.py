@@ -163,8 +163,12 @@ METHODS = {
             "method.evaluation.num_prompts=4"],
     "ppo": ["experiment=ppo_tiny", "data.source.max_documents=60", "data.loader.batch_size=4",
             "method.max_new_tokens=4", "method.num_minibatches=2"],
+    "sft": ["experiment=sft_tiny", "data.source.max_articles=60", "data.loader.batch_size=8"],
+    "dpo": ["experiment=dpo_tiny", "data.source.max_articles=60", "data.loader.batch_size=8",
+            "method.evaluation.enabled=false", "method.precompute_reference=true"],
 }
-FINAL = {"mlm": "test/loss", "reward": "test/loss", "pwp": "test/lm_loss", "ppo": "test/reward"}
+FINAL = {"mlm": "test/loss", "reward": "test/loss", "pwp": "test/lm_loss", "ppo": "test/reward", "sft": "test/loss",
+         "dpo": "test/loss"}
 
 
 def _start(tmp_path: Path, method: str, name: str, *extra: str) -> subprocess.Popen:

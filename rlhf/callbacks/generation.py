@@ -18,6 +18,7 @@ from rlhf.data.segments import split_segments
 from rlhf.methods.pwp.config import EvaluationConf
 from rlhf.models.policy import left_pad, response_mask, sample
 from rlhf.objectives.pwp import distinct_n, expected_max, is_misaligned, to_reward
+from rlhf.utils.progress import progress
 from rlhf.utils.rng import stable_seed
 from rlhf.utils.run import log_samples
 
@@ -46,7 +47,11 @@ class GenerateAndScore(pl.Callback):
 
     # ---- sampling ------------------------------------------------------------------------------------------------
     def _prompts(self, trainer: pl.Trainer, stage: str) -> list[str]:
+        """Held-out prompts: the DataModule's own (``eval_prompts(split, count)``, e.g. SFT's demonstration
+        prompts), else the first ``prompt_words`` words of a sentence of each held-out document."""
         datamodule = trainer.datamodule
+        if hasattr(datamodule, "eval_prompts"):
+            return datamodule.eval_prompts(stage, self.cfg.num_prompts)
         docs = getattr(datamodule, "splits", {}).get(stage, [])
         prompts = []
         for doc in docs:
@@ -69,7 +74,8 @@ class GenerateAndScore(pl.Callback):
             start.append(control[0])  # <|aligned|>
         banned = [tok.pad_token_id, *control]
         texts, tokens = [], []
-        for begin in range(0, len(prompts), self.cfg.batch_size):
+        for begin in progress(range(0, len(prompts), self.cfg.batch_size), "sampling for evaluation", unit="batch",
+                              total=-(-len(prompts) // self.cfg.batch_size)):
             chunk = prompts[begin:begin + self.cfg.batch_size]
             rows = [start + tok(p, add_special_tokens=False)["input_ids"] for p in chunk]
             ids, mask = left_pad(rows, tok.pad_token_id)

@@ -24,10 +24,12 @@ from rlhf.config.run import (
     TrainerConf,
 )
 from rlhf.errors import ConfigError
+from rlhf.methods.dpo.config import DPODataConf, DPOMethodConf
 from rlhf.methods.mlm.config import MLMDataConf, MLMMethodConf
 from rlhf.methods.ppo.config import PPOMethodConf, PromptDataConf, ppo_run_problems
 from rlhf.methods.pwp.config import PWPDataConf, PWPMethodConf
 from rlhf.methods.reward.config import RewardDataConf, RewardMethodConf
+from rlhf.methods.sft.config import SFTDataConf, SFTMethodConf
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config tree, shipped inside the package
 
@@ -53,6 +55,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("reward", RewardMethodConf, RewardDataConf),
     Method("ppo", PPOMethodConf, PromptDataConf, ppo_run_problems),
     Method("pwp", PWPMethodConf, PWPDataConf),
+    Method("sft", SFTMethodConf, SFTDataConf),
+    Method("dpo", DPOMethodConf, DPODataConf),
 )}
 METHOD_OF_MODULE = {m.module_class: m.name for m in METHODS.values()}  # LightningModule class name -> method
 

@@ -127,11 +127,20 @@ class CsvConf:
 
 
 @dataclass
+class HistoryConf:
+    _target_: str = "rlhf.utils.history.HistoryLogger"
+    save_dir: str = spec("${paths.output_dir}", help="Writes <save_dir>/metrics_history.jsonl.")
+
+
+@dataclass
 class LoggerConf:
-    """Options: ``logger=wandb`` (default), ``csv``, ``wandb_csv``, ``none``, or a list (``logger=[wandb,csv]``)."""
+    """Options: ``logger=wandb`` (default), ``csv``, ``wandb_csv``, ``none``, or a list (``logger=[wandb,csv]``).
+    ``history`` is on whatever the option: every run's metrics in one JSON-lines file (what the notebooks read)."""
 
     wandb: WandbConf | None = spec(None, help="Weights & Biases (logger=wandb).")
     csv: CsvConf | None = spec(None, help="metrics.csv in the run dir (logger=csv).")
+    history: HistoryConf | None = spec(factory=HistoryConf, help="Every logged metric in <run>/metrics_history.jsonl "
+                                                                 "(null: off).")
     extra: list[Any] = spec(factory=list, help="More Lightning loggers, each a _target_ node, e.g. 'logger.extra=[{"
                                                 "_target_: lightning.pytorch.loggers.MLFlowLogger}]' (with mlflow "
                                                 "installed).")
@@ -253,6 +262,9 @@ class RunConf:
     train: bool = spec(True, help="Run trainer.fit.")
     test: bool = spec(True, help="Run trainer.test on the held-out split after training.")
     export: bool = spec(True, help="Write the Hugging Face export (save_pretrained + tokenizer) to <run>/export.")
+    push_to_hub: str | None = spec(None, help="After the export, upload it to this Hugging Face Hub repo (e.g. "
+                                              "me/ppo-tiny; needs the network and a token from `hf auth login`). "
+                                              "Refused before training when HF_HUB_OFFLINE=1.")
     ckpt_path: str | None = spec(None, help="Resume from: 'auto' (this run dir's last.ckpt if any, else start fresh: "
                                             "requeued jobs), 'last' (newest last.ckpt of this method), a .ckpt "
                                             "file or a run directory.")

@@ -4,6 +4,7 @@ metadata (``spec``); cross-field rules live in each schema's ``check``; rules ac
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields, is_dataclass
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -81,8 +82,23 @@ def validate_config(cfg: DictConfig) -> None:
             errors.extend(method.run_problems(cfg))
     errors.extend(_device_problems(cfg))
     errors.extend(_final_weights_problems(cfg))
+    errors.extend(_push_problems(cfg))
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def _push_problems(cfg: DictConfig) -> list[str]:
+    """push_to_hub needs an export and the network: said before training, not after it."""
+    if not cfg.push_to_hub:
+        return []
+    if not cfg.export:
+        return [f"push_to_hub={cfg.push_to_hub} needs export=true (the export is what is pushed)"]
+    offline = [v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(v, "").lower() in
+               ("1", "true", "yes", "on")]
+    if offline:
+        return [f"push_to_hub={cfg.push_to_hub} needs the network, but {offline[0]}=1 is set: unset it, or drop "
+                f"push_to_hub and upload the export later (hf upload {cfg.push_to_hub} <run dir>/export)"]
+    return []
 
 
 def _final_weights_problems(cfg: DictConfig) -> list[str]:

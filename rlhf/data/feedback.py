@@ -136,6 +136,39 @@ def validate_records(rows, kind: str, columns: Any, origin: str, policy: Policy,
     return clean
 
 
+def validate_demonstrations(rows, columns: Any, origin: str, policy: Policy, report: DropReport,
+                            fmt: str = "auto") -> list[dict]:
+    """Clean demonstrations ``{"prompt", "response"}`` for supervised fine-tuning, from ``prompt``/``response``
+    columns, from a conversation (``columns.messages``: a list of ``{role, content}`` whose last, assistant, message
+    is the response), or, for a pair format (``pairs``, ``hh``, ``ultrafeedback``, ``tldr``, ``shp``), the chosen
+    responses. ``prompt`` may be a message list (rendered with the chat template when tokenized)."""
+    if fmt == "pairs" or fmt in PAIR_FORMATS:
+        pairs = validate_records(rows, "pairs", columns, origin, policy, report, None, fmt)
+        return [{"prompt": r["prompt"], "response": r["chosen"]} for r in pairs]
+    names = as_config(FeedbackColumnsConf, columns)
+    clean = []
+    for row, record in rows:
+        where = f"{origin}, row {row}"
+        if names.response in record or names.messages not in record:
+            prompt, response = _text(record, names.prompt, where), _text(record, names.response, where)
+        else:
+            messages = record[names.messages]
+            if not isinstance(messages, list) or not all(isinstance(m, Mapping) and isinstance(m.get("content"), str)
+                                                         for m in messages):
+                raise DataError(f"{where}: field '{names.messages}' must be a list of {{role, content}} messages")
+            if not messages or messages[-1].get("role") != "assistant":
+                policy.handle("malformed", where, "the conversation does not end with an assistant message", report)
+                continue
+            prompt = [{"role": str(m["role"]), "content": m["content"]} for m in messages[:-1]]
+            response = messages[-1]["content"]
+        if not response.strip():
+            policy.handle("empty", where, "the response is empty", report)
+            continue
+        clean.append({"prompt": prompt, "response": response})
+    report.kept = len(clean)
+    return clean
+
+
 def encode_pair(prompt_ids: Sequence[int], response_ids: Sequence[Sequence[int]], max_length: int,
                 layout: Mapping[str, Any]) -> tuple[list[list[int]], bool] | None:
     """Token ids of ``prompt + response`` for each response, sharing one prompt cut from the left so every

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from rlhf.errors import DataError
+from rlhf.utils.progress import progress
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
@@ -59,7 +60,8 @@ def score_segments(segments: Sequence[str], scorer: Any, spec: dict, cache_dir: 
         if cached.numel() == len(segments):
             return cached.tolist()
     values = []
-    for start in range(0, len(segments), batch_size):
+    for start in progress(range(0, len(segments), batch_size), "scoring segments", unit="batch",
+                          total=-(-len(segments) // batch_size)):
         chunk = list(segments[start:start + batch_size])
         where = f"scoring segments {start + 1}-{start + len(chunk)} of {len(segments)}"
         values.append(scorer.score([""] * len(chunk), chunk, where=where).float().cpu())

@@ -24,6 +24,7 @@ from pathlib import Path
 from rlhf.data.corpora import bbc_news
 from rlhf.data.documents import split_of
 from rlhf.scoring.gold import gold_scorer
+from rlhf.utils.progress import progress
 
 SCORER_RANGE = {"vader": (-1.0, 1.0), "offensive": (0.0, 1.0)}
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
@@ -51,7 +52,7 @@ def make_feedback(scorer: str = "vader", temperature: float = 0.1, pairs_per_art
     for kind in out:
         out[kind] = {"train": [], "val": [], "test": []}
     articles = bbc_news()[:max_articles] if max_articles else bbc_news()
-    for article in articles:
+    for article in progress(articles, f"simulated feedback ({scorer})", unit="article"):
         candidates = sentences(article["text"])
         if len(candidates) < 2:
             continue

@@ -20,8 +20,10 @@ from rlhf.callbacks.reliability import NonFiniteGuard
 from rlhf.config.common import BackboneConf, TokenizerConf
 from rlhf.config.fields import as_config, to_plain
 from rlhf.data.documents import load_documents, split_documents, split_of
-from rlhf.data.readers import DropReport
+from rlhf.data.formats import prompt_key
+from rlhf.data.readers import DropReport, dataset_splits, read_hf_dataset, read_records
 from rlhf.data.sampling import ResumableSampler
+from rlhf.data.simulated_feedback import write_feedback
 from rlhf.data.tokenizer import ADDED_PAD_KEY, build_tokenizer
 from rlhf.errors import DataError
 from rlhf.models.lora import export_model, is_lora, trainable_state
@@ -152,6 +154,92 @@ class TextDataModule(pl.LightningDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             self._resume = (int(state["epoch"]), int(state["batches_done"]))
+
+
+SPLITS = ("train", "val", "test")
+
+
+class RecordDataModule(TextDataModule):
+    """A DataModule of feedback records (pairs, ratings, demonstrations): read with the source's own splits where it
+    has them (simulated feedback, a ``{split}`` path, a Hugging Face dataset's splits or ``data.source.split_map``;
+    a split it lacks is cut from train by prompt hash), else one file split by prompt hash, so no prompt is shared
+    across splits. Subclasses validate rows into records (:meth:`_validate`) and say which simulated feedback file
+    they read (``simulated_kind``) and what their records are called (``record_kind``)."""
+
+    simulated_kind: str = "pairs"
+    record_kind: str = "records"
+
+    def __init__(self, cfg: Any, tokenizer: Any, seed: int):
+        super().__init__(cfg, tokenizer, seed)
+        self.reports = {name: DropReport(f"{self.record_kind} {name}") for name in SPLITS}
+
+    def _validate(self, origin: str, rows: Any, report: DropReport) -> list[dict]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _split_sources(self) -> dict[str, tuple[str, Any]] | None:
+        """Our split -> (origin, rows) when the source has its own splits; None for one file split by hash."""
+        source = self.cfg.source
+        if source.kind == "simulated":
+            options = {k: getattr(source, k) for k in ("scorer", "temperature", "pairs_per_article", "max_articles")
+                       if getattr(source, k) is not None}
+            options["seed"] = source.feedback_seed
+            tag = "-".join(f"{k}={v}" for k, v in sorted(options.items()))
+            directory = Path(self.cfg.cache_dir).expanduser().parent / "feedback" / tag
+            if not (directory / f"{self.simulated_kind}_test.jsonl").exists():
+                write_feedback(directory, **options)
+            return {s: self._file(str(directory / f"{self.simulated_kind}_{s}.jsonl")) for s in SPLITS}
+        path = str(source.path)
+        if source.kind == "hf":
+            mapping = dataset_splits(path, source.hf_config, source.split_map, source.hf_split)
+            if mapping is None:
+                return None
+            return {ours: (f"{path} [{theirs}]", read_hf_dataset(path, theirs, source.hf_config))
+                    for ours, theirs in mapping.items()}
+        if "{split}" in path:
+            return {s: self._file(path.replace("{split}", s)) for s in SPLITS}
+        return None
+
+    def _file(self, path: str) -> tuple[str, Any]:
+        return path, read_records(path, self.cfg.source.file_type)
+
+    @cached_property
+    def splits(self) -> dict[str, list[dict]]:
+        sources = self._split_sources()
+        if sources is not None:
+            splits = {s: self._validate(origin, rows, self.reports[s]) for s, (origin, rows) in sources.items()}
+            for missing in [s for s in SPLITS if s not in splits]:  # cut from train by prompt hash
+                carved = [r for r in splits["train"] if self.split_of(prompt_key(r["prompt"])) == missing]
+                splits["train"] = [r for r in splits["train"] if self.split_of(prompt_key(r["prompt"])) != missing]
+                splits[missing] = carved
+                for name in ("train", missing):
+                    self.reports[name].kept = len(splits[name])
+            origins = {s: sources[s][0] if s in sources else f"{sources['train'][0]} (cut by prompt hash: "
+                       f"data.split.{s}_fraction)" for s in SPLITS}
+        else:  # one file: split by a hash of the prompt, so no prompt is shared across splits
+            source = self.cfg.source
+            path = str(source.path)
+            rows = read_hf_dataset(path, source.hf_split, source.hf_config) if source.kind == "hf" else \
+                self._file(path)[1]
+            records = self._validate(path, rows, self.report)
+            splits = {s: [] for s in SPLITS}
+            for record in records:
+                splits[self.split_of(prompt_key(record["prompt"]))].append(record)
+            for name in SPLITS:  # drops are counted once, for the file (data/dropped_*); kept per split
+                self.reports[name].kept = len(splits[name])
+            origins = {s: f"{path} (one file split by prompt hash: data.split.{s}_fraction)" for s in SPLITS}
+            origins["train"] = path
+        for name in SPLITS:
+            if not splits[name]:
+                carved = sources is None or name not in sources
+                report = self.report if sources is None else self.reports[name]
+                raise DataError(f"the {name} split of the {self.record_kind} data is empty after validation: "
+                                f"{origins[name]}; {report.summary()}. Add records"
+                                + (f" or raise data.split.{name}_fraction" if carved and name != "train" else ""))
+        for name in SPLITS:
+            rank_zero_info(f"[data] {self.reports[name].summary()}" if sources else f"[data] {name}: "
+                           f"{len(splits[name])} records")
+        self.origins = origins
+        return splits
 
 
 class TrainableModule(pl.LightningModule):

@@ -182,6 +182,30 @@ def rloo_token_advantages(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Te
     return masked(rloo_advantages(total, group_size)[:, None].expand_as(mask), mask)
 
 
+def grpo_advantages(scores: torch.Tensor, group_size: int, std_normalise: bool = True, eps: float = 1e-4
+                    ) -> torch.Tensor:
+    """GRPO's group-relative advantage (Shao et al. 2024): each of the k samples of a prompt (consecutive rows) minus
+    the group's mean score, divided by the group's standard deviation (the unbiased one, as TRL) + ``eps``;
+    ``std_normalise=False`` keeps the difference only (Dr. GRPO, Liu et al. 2025: the division favours groups that
+    barely differ)."""
+    if group_size < 2:
+        raise ValueError("GRPO needs at least 2 samples per prompt (method.samples_per_prompt >= 2)")
+    grouped = scores.view(-1, group_size)
+    centred = grouped - grouped.mean(-1, keepdim=True)
+    if std_normalise:
+        centred = centred / (grouped.std(-1, keepdim=True) + eps)
+    return centred.reshape(-1)
+
+
+def grpo_token_advantages(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float,
+                          group_size: int, std_normalise: bool = True) -> torch.Tensor:
+    """GRPO on one sequence-level return per sample, ``score - kl_coef * sum of kl`` (the KL penalty in the reward,
+    as every advantage of this PPO; the GRPO paper adds a k3 KL term to the loss instead): its group-relative
+    advantage on every real token of the response. No critic."""
+    total = scores - kl_coef * kl.sum(-1)
+    return masked(grpo_advantages(total, group_size, std_normalise)[:, None].expand_as(mask), mask)
+
+
 # ---- losses (token sums) ---------------------------------------------------------------------------------------------
 def policy_loss_sum(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
                     mask: torch.Tensor, clip: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -1,5 +1,5 @@
 """Read run directories for analysis (the notebooks in ``notebooks/``): find runs, load their config, final metrics
-and metric histories, from the run dir's CSV log or, when online, from W&B.
+and metric histories, from the run dir's ``metrics_history.jsonl`` (every run writes it) or, when online, from W&B.
 
     runs = find_runs("logs/pipeline", method="ppo")
     history = load_history(runs[0])            # {"train/reward": [(step, value), ...], ...}
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
+from rlhf.utils.history import HISTORY_FILE
 
 
 def run_config(run_dir: str | Path) -> dict[str, Any]:
@@ -41,13 +43,24 @@ def final_metrics(run_dir: str | Path) -> dict[str, Any]:
 
 
 def load_history(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """Every logged metric of a run as ``{key: [(step, value), ...]}`` sorted by step, from ``<run>/csv/version_*/
-    metrics.csv`` (a resumed run writes a new version; later versions win at the same step)."""
+    """Every logged metric of a run as ``{key: [(step, value), ...]}`` sorted by step, from
+    ``<run>/metrics_history.jsonl`` (every run writes it, whatever its loggers), else from ``<run>/csv/version_*/
+    metrics.csv`` (runs made before it existed). A resumed run appends (or writes a new CSV version): the last value
+    logged at a step wins."""
     values: dict[str, dict[int, float]] = defaultdict(dict)
+    jsonl = Path(run_dir) / HISTORY_FILE
+    if jsonl.exists():
+        for line in jsonl.read_text().splitlines():
+            row = json.loads(line)
+            step = int(row.pop("step") or 0)
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+                    values[key][step] = float(value)
+        return {key: sorted(points.items()) for key, points in values.items()}
     files = sorted(Path(run_dir).glob("csv/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
     if not files:
-        raise FileNotFoundError(f"{run_dir}: no csv/version_*/metrics.csv; train with logger=csv or "
-                                f"logger=wandb_csv, or read W&B with wandb_history()")
+        raise FileNotFoundError(f"{run_dir}: neither {HISTORY_FILE} nor csv/version_*/metrics.csv (was logger.history "
+                                f"set to null?); read W&B with wandb_history()")
     for path in files:
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):

@@ -17,10 +17,13 @@ import yaml
 RUN_RECORD = "rlhf_run.json"
 
 LOADERS = {"mlm": "AutoModelForMaskedLM", "reward": "AutoModelForSequenceClassification",
-           "ppo": "AutoModelForCausalLM", "pwp": "AutoModelForCausalLM"}
+           "ppo": "AutoModelForCausalLM", "pwp": "AutoModelForCausalLM", "sft": "AutoModelForCausalLM",
+           "dpo": "AutoModelForCausalLM"}
 SUMMARIES = {"mlm": "a masked language model", "reward": "a reward model (one score per prompt + response)",
              "ppo": "a policy trained with PPO against a reward", "pwp": "a language model pretrained with human "
-                                                                      "preferences (Korbak et al. 2023)"}
+                                                                      "preferences (Korbak et al. 2023)",
+             "sft": "a causal language model fine-tuned on demonstrations",
+             "dpo": "a policy trained by direct preference optimisation on preference pairs"}
 
 
 def _data_line(data: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlhf.callbacks import Preemption
 from rlhf.config import resolved_config
-from rlhf.errors import ConfigError, Preempted
+from rlhf.errors import ConfigError, Preempted, PushError
 from rlhf.utils.model_card import read_run_record, write_export_records
 from rlhf.utils.run import WANDB_ID_FILE, run_metadata, scalar_metrics, write_json
 
@@ -67,6 +67,21 @@ def export_inputs(resolved: dict[str, Any]) -> list[dict[str, Any]]:
 
     walk(resolved)
     return list(found.values())
+
+
+def push_export(export_dir: Path, repo: str) -> None:
+    """Upload the export (weights, tokenizer, model card) to the Hub repo ``repo`` (created if missing)."""
+    from huggingface_hub import HfApi
+
+    try:
+        api = HfApi()
+        api.create_repo(repo, exist_ok=True)
+        api.upload_folder(repo_id=repo, folder_path=str(export_dir), commit_message="rlhf export")
+    except Exception as err:
+        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise PushError(f"push_to_hub={repo}: the export could not be uploaded ({reason}). It is complete at "
+                        f"{export_dir}; upload it later with: hf upload {repo} {export_dir}") from err
+    log.info(f"pushed {export_dir} to https://huggingface.co/{repo}")
 
 
 def _wandb_online(experiment: Any) -> bool:
@@ -158,6 +173,8 @@ def finish(cfg: DictConfig, trainer: pl.Trainer, module: pl.LightningModule, met
     if trainer.is_global_zero:
         if export_dir is not None:
             log_export(trainer, export_dir, cfg, metrics, method, output_dir)
+            if cfg.push_to_hub:
+                push_export(export_dir, cfg.push_to_hub)
         print_summary(output_dir, trainer, export_dir, metrics, cfg.optimized_metric)
 
 

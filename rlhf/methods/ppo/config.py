@@ -47,9 +47,12 @@ class PPOMethodConf(OptimConf):
     top_k: int = spec(0, ge=0, help="0 = off. Truncated sampling makes the KL estimate biased (negative).")
     top_p: float = spec(1.0, gt=0.0, le=1.0, help="1.0 = off. Truncated sampling makes the KL estimate biased.")
     missing_eos_penalty: float | None = spec(None, help="Subtracted from the score of responses without EOS.")
-    advantage: str = spec("gae", choices=["gae", "rloo"],
-                          help="gae: per-token GAE with a critic; rloo: REINFORCE with leave-one-out baseline.")
-    samples_per_prompt: int = spec(1, ge=1, help="Responses sampled per prompt (>= 2 for rloo).")
+    advantage: str = spec("gae", choices=["gae", "rloo", "grpo"],
+                          help="gae: per-token GAE with a critic; rloo: REINFORCE with leave-one-out baseline; grpo: "
+                               "the reward normalised within each prompt's group of samples (no critic).")
+    grpo_std_normalise: bool = spec(True, help="advantage=grpo: divide by the group's std (false: Dr. GRPO, the "
+                                               "difference from the group mean only).")
+    samples_per_prompt: int = spec(1, ge=1, help="Responses sampled per prompt (>= 2 for rloo and grpo).")
     kl_estimator: str = spec("k1", choices=["k1", "k3"], help="Per-token KL estimator in the reward.")
     kl_coef: float = spec(0.05, ge=0.0, help="KL coefficient (the initial one when kl_target is set).")
     kl_target: float | None = spec(None, gt=0.0, help="Adaptive KL controller: target KL per response (nats); "
@@ -79,8 +82,9 @@ class PPOMethodConf(OptimConf):
 
     def check(self) -> list[tuple[str, str]]:
         problems = super().check()
-        if self.advantage == "rloo" and self.samples_per_prompt < 2:
-            problems.append(("samples_per_prompt", f"={self.samples_per_prompt} must be >= 2 with advantage=rloo"))
+        if self.advantage in ("rloo", "grpo") and self.samples_per_prompt < 2:
+            problems.append(("samples_per_prompt", f"={self.samples_per_prompt} must be >= 2 with "
+                                                   f"advantage={self.advantage}"))
         if self.reward.kind in (None, "none"):
             problems.append(("reward.kind", "must name a reward: gold, reward_model, callable or weighted_sum"))
         return problems

@@ -48,6 +48,7 @@ from rlhf.objectives.ppo import (
     batch_standardise,
     gae,
     global_whiten,
+    grpo_token_advantages,
     kl_estimate,
     logprobs_and_entropy,
     masked,
@@ -190,16 +191,20 @@ class PPOModule(TrainableModule):
     @torch.no_grad()
     def advantages(self, rollout: Rollout) -> Advantages:
         """Scores (missing-EOS penalty, normalisation, clipping) and the KL to the reference, shaped into per-token
-        advantages: GAE with the critic's values, or RLOO over each prompt's samples; whitened if asked."""
+        advantages: GAE with the critic's values, or RLOO or GRPO over each prompt's samples; whitened if asked."""
         hp, mask = self.cfg, rollout.mask
         scores = self._normalise_scores(penalise_missing_eos(rollout.scores, rollout.has_eos, hp.missing_eos_penalty))
         kl = masked(kl_estimate(rollout.logprobs, rollout.ref_logprobs, hp.kl_estimator), mask)
         if hp.advantage == "gae":
             rewards = shape_rewards(scores, kl, mask, self.kl_ctl.value)
             advantages, returns = gae(rewards, rollout.values, mask, hp.gamma, hp.lam)
-        else:
+        elif hp.advantage == "rloo":
             rewards = None
             advantages = returns = rloo_token_advantages(scores, kl, mask, self.kl_ctl.value, hp.samples_per_prompt)
+        else:
+            rewards = None
+            advantages = returns = grpo_token_advantages(scores, kl, mask, self.kl_ctl.value, hp.samples_per_prompt,
+                                                         hp.grpo_std_normalise)
         if hp.whiten_advantages:
             advantages = global_whiten(advantages, mask, self._all_reduce())
         return Advantages(advantages=advantages, returns=returns, kl=kl, scores=scores, rewards=rewards)

@@ -4,34 +4,33 @@ an explicit policy per malformed case (see ``rlhf.data.feedback``), tokenized so
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 
 from rlhf.data.feedback import Policy, encode_pair, sequence_layout, validate_records
 from rlhf.data.formats import prompt_key, render_prompt
-from rlhf.data.readers import DropReport, dataset_splits, read_hf_dataset, read_records
+from rlhf.data.readers import DropReport
 from rlhf.data.sampling import EpochIndexed
-from rlhf.data.simulated_feedback import write_feedback
 from rlhf.errors import DataError
-from rlhf.methods.base import TextDataModule
+from rlhf.methods.base import RecordDataModule
 from rlhf.methods.reward.config import RewardDataConf
 
-SPLITS = ("train", "val", "test")
 
-
-class RewardDataModule(TextDataModule):
+class RewardDataModule(RecordDataModule):
     schema = RewardDataConf
 
     def __init__(self, cfg: Any, tokenizer: Any, seed: int):
         super().__init__(cfg, tokenizer, seed)
-        self.kind = "pairs" if self.cfg.objective == "pairwise" else "ratings"
+        self.kind = self.record_kind
+        self.simulated_kind = self.kind
         self.policy = Policy(self.cfg.policy, self.cfg.strict)
-        self.reports = {name: DropReport(f"{self.kind} {name}") for name in SPLITS}
         self.rating_stats = (0.0, 1.0)
         self.truncated: dict[str, int] = {}
+
+    @property
+    def record_kind(self) -> str:
+        return "pairs" if self.cfg.objective == "pairwise" else "ratings"
 
     # ---- records -------------------------------------------------------------------------------------------------
     @property
@@ -40,75 +39,15 @@ class RewardDataModule(TextDataModule):
         fmt = self.cfg.source.format
         return self.kind if fmt == "auto" else fmt
 
-    def _split_sources(self) -> dict[str, tuple[str, Any]] | None:
-        """Our split -> (origin, rows) when the source has its own splits (simulated feedback, a '{split}' path, a
-        Hugging Face dataset with several splits or ``data.source.split_map``); None for one file split by hash."""
-        source = self.cfg.source
-        if source.kind == "simulated":
-            options = {k: getattr(source, k) for k in ("scorer", "temperature", "pairs_per_article", "max_articles")
-                       if getattr(source, k) is not None}
-            options["seed"] = source.feedback_seed
-            tag = "-".join(f"{k}={v}" for k, v in sorted(options.items()))
-            directory = Path(self.cfg.cache_dir).expanduser().parent / "feedback" / tag
-            if not (directory / f"{self.kind}_test.jsonl").exists():
-                write_feedback(directory, **options)
-            return {s: self._file(str(directory / f"{self.kind}_{s}.jsonl")) for s in SPLITS}
-        path = str(source.path)
-        if source.kind == "hf":
-            mapping = dataset_splits(path, source.hf_config, source.split_map, source.hf_split)
-            if mapping is None:
-                return None
-            return {ours: (f"{path} [{theirs}]", read_hf_dataset(path, theirs, source.hf_config))
-                    for ours, theirs in mapping.items()}
-        if "{split}" in path:
-            return {s: self._file(path.replace("{split}", s)) for s in SPLITS}
-        return None
-
-    def _file(self, path: str) -> tuple[str, Any]:
-        return path, read_records(path, self.cfg.source.file_type)
-
     def _validate(self, origin: str, rows: Any, report: DropReport) -> list[dict]:
         return validate_records(rows, self.kind, self.cfg.source.columns, origin, self.policy, report,
                                 self.cfg.rating_range, self.record_format)
 
     @cached_property
     def splits(self) -> dict[str, list[dict]]:
-        sources = self._split_sources()
-        if sources is not None:
-            splits = {s: self._validate(origin, rows, self.reports[s]) for s, (origin, rows) in sources.items()}
-            for missing in [s for s in SPLITS if s not in splits]:  # cut from train by prompt hash
-                carved = [r for r in splits["train"] if self.split_of(prompt_key(r["prompt"])) == missing]
-                splits["train"] = [r for r in splits["train"] if self.split_of(prompt_key(r["prompt"])) != missing]
-                splits[missing] = carved
-                for name in ("train", missing):
-                    self.reports[name].kept = len(splits[name])
-            origins = {s: sources[s][0] if s in sources else f"{sources['train'][0]} (cut by prompt hash: "
-                       f"data.split.{s}_fraction)" for s in SPLITS}
-        else:  # one file: split by a hash of the prompt, so no prompt is shared across splits
-            source = self.cfg.source
-            path = str(source.path)
-            rows = read_hf_dataset(path, source.hf_split, source.hf_config) if source.kind == "hf" else \
-                self._file(path)[1]
-            records = self._validate(path, rows, self.report)
-            splits = {s: [] for s in SPLITS}
-            for record in records:
-                splits[self.split_of(prompt_key(record["prompt"]))].append(record)
-            for name in SPLITS:  # drops are counted once, for the file (data/dropped_*); kept per split
-                self.reports[name].kept = len(splits[name])
-            origins = {s: f"{path} (one file split by prompt hash: data.split.{s}_fraction)" for s in SPLITS}
-            origins["train"] = path
-        for name in SPLITS:
-            if not splits[name]:
-                carved = sources is None or name not in sources
-                report = self.report if sources is None else self.reports[name]
-                raise DataError(f"the {name} split of the {self.kind} data is empty after validation: "
-                                f"{origins[name]}; {report.summary()}. Add records"
-                                + (f" or raise data.split.{name}_fraction" if carved and name != "train" else ""))
-        for name in SPLITS:
-            rank_zero_info(f"[data] {self.reports[name].summary()}" if sources else f"[data] {name}: "
-                           f"{len(splits[name])} records")
+        splits = super().splits
         if self.kind == "ratings":
-            self.rating_stats = rating_stats(splits["train"], origins["train"])
+            self.rating_stats = rating_stats(splits["train"], self.origins["train"])
         return splits
 
     def tokenizer_texts(self) -> list[str]:

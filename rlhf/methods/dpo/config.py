@@ -1,0 +1,58 @@
+"""Schemas of direct preference optimisation: ``method=dpo`` and its preference pairs (``data=preference_pairs``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import MISSING
+
+from rlhf.config.common import FeedbackPolicyConf, FeedbackSourceConf, LoaderConf, OptimConf, SplitConf
+from rlhf.config.fields import spec
+from rlhf.methods.pwp.config import EvaluationConf
+from rlhf.objectives.dpo import LOSSES
+
+
+@dataclass
+class DPODataConf:
+    _target_: str = "rlhf.methods.dpo.DPODataModule"
+    source: FeedbackSourceConf = spec(factory=FeedbackSourceConf,
+                                      help="Preference pairs in any pair format (pairs, hh, ultrafeedback, tldr, shp); "
+                                           "simulated: the simulated feedback task's pairs.")
+    split: SplitConf = spec(factory=SplitConf, help="Hash split by prompt when the source is a single file.")
+    loader: LoaderConf = spec(factory=LoaderConf, help="Pairs per batch.")
+    max_length: int = spec(128, ge=8, help="Tokens of prompt + response + EOS; the prompt (shared by both "
+                                           "responses) is cut from the left so both responses fit.")
+    policy: FeedbackPolicyConf = spec(factory=FeedbackPolicyConf, help="What happens to each malformed case.")
+    strict: bool = spec(False, help="Turn every drop into an error.")
+    cache_dir: str = spec(MISSING, help="Where trained tokenizers are cached.")
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.source.format == "ratings":
+            return [("source.format", "=ratings holds no pairs: DPO needs a pair format (pairs, hh, ultrafeedback, "
+                                      "tldr, shp)")]
+        return []
+
+
+@dataclass
+class DPOMethodConf(OptimConf):
+    _target_: str = "rlhf.methods.dpo.DPOModule"
+    loss: str = spec("sigmoid", choices=list(LOSSES),
+                     help="sigmoid (DPO; cDPO with label_smoothing), robust (rDPO: unbiased under label noise "
+                          "label_smoothing), ipo (per-token average log-probs), hinge (SLiC).")
+    beta: float = spec(0.1, gt=0.0, help="Inverse temperature: how far from the reference the policy may move.")
+    label_smoothing: float = spec(0.0, ge=0.0, lt=0.5, help="sigmoid: conservative DPO's ε; robust: the assumed "
+                                                            "share of flipped labels.")
+    reference_free: bool = spec(False, help="Drop the reference terms (no reference model at all).")
+    precompute_reference: bool = spec(False, help="Compute the reference log-probs of every pair once before "
+                                                  "training (kept in the checkpoint, so a resume does not recompute "
+                                                  "them); no reference model is held during training.")
+    rpo_alpha: float = spec(0.0, ge=0.0, help="Add alpha x the NLL per token of the chosen responses (RPO); 0: off.")
+    evaluation: EvaluationConf = spec(factory=lambda: EvaluationConf(enabled=False),
+                                      help="Sample from held-out prompts at each validation and at test and score "
+                                           "them (method.evaluation.enabled=true).")
+    seed: int = spec(0, ge=0, help="Seed of evaluation sampling (set from the top-level seed).")
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.label_smoothing and self.loss in ("ipo", "hinge"):
+            return [("label_smoothing", f"={self.label_smoothing} applies to loss=sigmoid or robust, not {self.loss}")]
+        return []
