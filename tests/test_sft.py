@@ -10,19 +10,32 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlhf.data.feedback import encode_pair
 from rlhf.objectives import IGNORE_INDEX
-from rlhf.objectives.sft import pack, packed_attention, sft_example, sft_labels, sft_loss
+from rlhf.objectives.sft import pack, packed_attention, response_mask, sft_labels, sft_loss
 from rlhf.train import run
 
 X = IGNORE_INDEX  # a position the loss does not read
 
 
+LAYOUT = {"bos": [], "sep": [], "eos": [2]}
+
+
+def sft_example(prompt: list[int], response: list[int], max_length: int):
+    """As the DataModule lays an example out: ``(ids, response mask, prompt cut)``, or None."""
+    out = encode_pair(prompt, [response], max_length, LAYOUT)
+    if out is None:
+        return None
+    (ids,), truncated = out
+    return ids, response_mask(len(ids), len(ids) - len(response) - 1), truncated
+
+
 def test_example_layout_and_loss_mask_by_hand():
-    ids, response, truncated = sft_example([5, 6, 7], [8, 9], eos_id=2, max_length=10)
+    ids, response, truncated = sft_example([5, 6, 7], [8, 9], max_length=10)
     assert (ids, response, truncated) == ([5, 6, 7, 8, 9, 2], [0, 0, 0, 1, 1, 1], False)
     # too long: the prompt is cut from the left, the response and EOS stay whole
-    assert sft_example([5, 6, 7], [8, 9], eos_id=2, max_length=4) == ([7, 8, 9, 2], [0, 1, 1, 1], True)
-    assert sft_example([5], [8, 9, 10], eos_id=2, max_length=3) is None  # the response alone does not fit
+    assert sft_example([5, 6, 7], [8, 9], max_length=4) == ([7, 8, 9, 2], [0, 1, 1, 1], True)
+    assert sft_example([5], [8, 9, 10], max_length=3) is None  # the response alone does not fit
     x = torch.tensor([ids + [0, 0]])
     mask = torch.tensor([response + [0, 0]])
     attention = torch.tensor([[1] * 6 + [0, 0]])
@@ -58,7 +71,7 @@ def test_a_packed_batch_gives_the_loss_of_the_same_examples_unpacked(attn):
     model = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_embd=16, n_layer=2, n_head=2, n_positions=64,
                                        bos_token_id=1, eos_token_id=2)).eval()
     model.config._attn_implementation = attn
-    examples = [sft_example(torch.randint(3, 40, (n,)).tolist(), torch.randint(3, 40, (m,)).tolist(), 2, 32)[:2]
+    examples = [sft_example(torch.randint(3, 40, (n,)).tolist(), torch.randint(3, 40, (m,)).tolist(), 32)[:2]
                 for n, m in ((4, 3), (2, 5), (6, 2), (3, 3))]
 
     def batch_loss(rows):

@@ -20,7 +20,8 @@ from rlhf.callbacks.reliability import NonFiniteGuard
 from rlhf.config.common import BackboneConf, TokenizerConf
 from rlhf.config.fields import as_config, to_plain
 from rlhf.data.documents import load_documents, split_documents, split_of
-from rlhf.data.formats import prompt_key
+from rlhf.data.feedback import Policy, encode_pair
+from rlhf.data.formats import prompt_key, render_prompt
 from rlhf.data.readers import DropReport, dataset_splits, read_hf_dataset, read_records
 from rlhf.data.sampling import ResumableSampler
 from rlhf.data.simulated_feedback import write_feedback
@@ -168,10 +169,13 @@ class RecordDataModule(TextDataModule):
 
     simulated_kind: str = "pairs"
     record_kind: str = "records"
+    response_fields: tuple[str, ...] = ("chosen", "rejected")  # the fields of a record that are responses
 
     def __init__(self, cfg: Any, tokenizer: Any, seed: int):
         super().__init__(cfg, tokenizer, seed)
         self.reports = {name: DropReport(f"{self.record_kind} {name}") for name in SPLITS}
+        self.policy = Policy(self.cfg.policy, self.cfg.strict)
+        self.truncated: dict[str, int] = {}  # split -> records whose prompt was cut to fit data.max_length
 
     def _validate(self, origin: str, rows: Any, report: DropReport) -> list[dict]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -201,6 +205,59 @@ class RecordDataModule(TextDataModule):
 
     def _file(self, path: str) -> tuple[str, Any]:
         return path, read_records(path, self.cfg.source.file_type)
+
+    def tokenizer_texts(self) -> list[str]:
+        texts = []
+        for record in self.splits["train"]:
+            texts += [render_prompt(None, record["prompt"]), *(record[f] for f in self.response_fields)]
+        return [t for t in texts if t]
+
+    def eval_prompts(self, split: str, count: int) -> list[str]:
+        """Held-out prompts (rendered as the model sees them) for sampling during evaluation."""
+        return [render_prompt(self.tokenizer, r["prompt"]) for r in self.splits[split][:count]]
+
+    def encode(self, split: str, layout: dict[str, list[int]]) -> list[tuple[dict, list[list[int]], int]]:
+        """Every record of ``split`` as ``(record, sequences, prompt_length)``: one token sequence per response
+        field, all sharing the same prompt ids (chat template for messages), cut from the left so every response
+        keeps its tail (``rlhf.data.feedback.encode_pair``, with ``layout``'s special ids); ``prompt_length`` is
+        where the responses start. Records that do not fit (or whose two responses tokenize alike) are dropped or
+        refused per ``data.policy``; cut prompts are counted in ``self.truncated[split]``."""
+        records, tok, fields = self.splits[split], self.tokenizer, self.response_fields
+        prompts = tok([render_prompt(tok, r["prompt"]) for r in records], add_special_tokens=False)["input_ids"]
+        responses = {f: tok([r[f] for r in records], add_special_tokens=False)["input_ids"] for f in fields}
+        report, encoded, truncated = self.reports[split], [], 0
+        limit = self.cfg.max_length
+        for i, record in enumerate(records):
+            where = f"{split} record {i + 1} (prompt {prompt_key(record['prompt'])[:40]!r})"
+            out = encode_pair(prompts[i], [responses[f][i] for f in fields], limit, layout)
+            if out is None:
+                self.policy.handle("too_long", where, f"a response does not fit data.max_length={limit} even "
+                                   "without its prompt", report)
+                continue
+            sequences, was_truncated = out
+            if was_truncated:
+                if self.policy.rules["too_long"] != "truncate_prompt":
+                    self.policy.handle("too_long", where, f"longer than data.max_length={limit}", report)
+                    continue
+                truncated += 1
+            if len(sequences) == 2 and sequences[0] == sequences[1]:
+                self.policy.handle("identical_after_truncation", where, "chosen and rejected have the same tokens",
+                                   report)
+                continue
+            prompt_length = len(sequences[0]) - len(responses[fields[0]][i]) - len(layout["eos"])
+            encoded.append((record, sequences, prompt_length))
+        self.truncated[split] = truncated
+        if not encoded:
+            raise DataError(f"the {split} split has no usable {self.record_kind} after tokenization "
+                            f"({report.summary()})")
+        return encoded
+
+    def data_metrics(self) -> dict[str, float]:
+        metrics = super().data_metrics()
+        for name in SPLITS:
+            metrics.update(self.reports[name].metrics(prefix=f"data/{name}"))
+            metrics[f"data/{name}_truncated_prompt"] = float(self.truncated.get(name, 0))
+        return metrics
 
     @cached_property
     def splits(self) -> dict[str, list[dict]]:

@@ -1,9 +1,8 @@
 """Supervised fine-tuning on demonstrations: the example layout, packing without leakage, and the loss.
 
-- :func:`sft_example`: ``prompt + response + EOS`` as ids with a mask of the response and EOS; the prompt is cut from
-  the left when the example is too long, so the response keeps every token; an example whose response alone does
-  not fit is refused (None). :func:`sft_labels` picks the tokens the loss reads (the prompt's too with
-  ``train_on_prompt``).
+- An example is ``prompt + response + EOS`` (laid out by ``rlhf.data.feedback.encode_pair``: the prompt cut from the
+  left so the response keeps every token); :func:`response_mask` marks its response and EOS, and :func:`sft_labels`
+  picks the tokens the loss reads (the prompt's too with ``train_on_prompt``).
 - :func:`pack`: examples laid end to end in blocks of ``block_size`` with a segment id per example, and
   :func:`packed_attention` the additive 4-D mask that lets a token attend only to earlier tokens of its own example
   (position ids restart per example), so a packed batch computes exactly what the examples compute alone.
@@ -21,17 +20,9 @@ from rlhf.objectives import IGNORE_INDEX
 from rlhf.objectives.pwp import token_nll
 
 
-def sft_example(prompt_ids: Sequence[int], response_ids: Sequence[int], eos_id: int, max_length: int
-                ) -> tuple[list[int], list[int], bool] | None:
-    """``(input_ids, response_mask, prompt_truncated)``: the prompt (cut from the left to fit), the response and EOS,
-    with 1 on the response and EOS tokens. None when the response and EOS alone exceed ``max_length``."""
-    response = [*response_ids, eos_id]
-    room = max_length - len(response)
-    if room < 0:
-        return None
-    truncated = len(prompt_ids) > room
-    prompt = list(prompt_ids[len(prompt_ids) - room:]) if truncated else list(prompt_ids)
-    return prompt + response, [0] * len(prompt) + [1] * len(response), truncated
+def response_mask(length: int, prompt_length: int) -> list[int]:
+    """1 on the response and EOS tokens of a ``prompt + response + EOS`` sequence, 0 on the prompt."""
+    return [0] * prompt_length + [1] * (length - prompt_length)
 
 
 def sft_labels(input_ids: torch.Tensor, response_mask: torch.Tensor, attention_mask: torch.Tensor,

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from rlhf.data.feedback import Policy, encode_pair, sequence_layout, validate_records
-from rlhf.data.formats import prompt_key, render_prompt
+from rlhf.data.feedback import sequence_layout, validate_records
+from rlhf.data.formats import prompt_key
 from rlhf.data.readers import DropReport
 from rlhf.data.sampling import EpochIndexed
 from rlhf.errors import DataError
@@ -24,13 +24,15 @@ class RewardDataModule(RecordDataModule):
         super().__init__(cfg, tokenizer, seed)
         self.kind = self.record_kind
         self.simulated_kind = self.kind
-        self.policy = Policy(self.cfg.policy, self.cfg.strict)
         self.rating_stats = (0.0, 1.0)
-        self.truncated: dict[str, int] = {}
 
     @property
     def record_kind(self) -> str:
         return "pairs" if self.cfg.objective == "pairwise" else "ratings"
+
+    @property
+    def response_fields(self) -> tuple[str, ...]:
+        return ("chosen", "rejected") if self.record_kind == "pairs" else ("response",)
 
     # ---- records -------------------------------------------------------------------------------------------------
     @property
@@ -50,44 +52,14 @@ class RewardDataModule(RecordDataModule):
             self.rating_stats = rating_stats(splits["train"], self.origins["train"])
         return splits
 
-    def tokenizer_texts(self) -> list[str]:
-        texts = []
-        for record in self.splits["train"]:
-            texts.append(render_prompt(None, record["prompt"]))
-            texts.extend([record["chosen"], record["rejected"]] if self.kind == "pairs" else [record["response"]])
-        return [t for t in texts if t]
-
     # ---- tokenization ----------------------------------------------------------------------------------------------
     @cached_property
     def layout(self) -> dict[str, list[int]]:
         return sequence_layout(self.tokenizer)
 
     def build_dataset(self, split: str) -> EpochIndexed:
-        records = self.splits[split]
-        tok = self.tokenizer
-        fields = ("chosen", "rejected") if self.kind == "pairs" else ("response",)
-        encoded = {f: tok([r[f] for r in records], add_special_tokens=False)["input_ids"] for f in fields}
-        encoded["prompt"] = tok([render_prompt(tok, r["prompt"]) for r in records],  # chat template for messages
-                                add_special_tokens=False)["input_ids"]
-        report = self.reports[split]
-        items, truncated = [], 0
-        for i, record in enumerate(records):
-            where = f"{split} record {i + 1} (prompt {prompt_key(record['prompt'])[:40]!r})"
-            out = encode_pair(encoded["prompt"][i], [encoded[f][i] for f in fields], self.cfg.max_length, self.layout)
-            if out is None:
-                self.policy.handle("too_long", where, f"a response does not fit data.max_length={self.cfg.max_length} "
-                                   "even without its prompt", report)
-                continue
-            sequences, was_truncated = out
-            if was_truncated:
-                if self.policy.rules["too_long"] != "truncate_prompt":
-                    self.policy.handle("too_long", where, f"longer than data.max_length={self.cfg.max_length}", report)
-                    continue
-                truncated += 1
-            if self.kind == "pairs" and sequences[0] == sequences[1]:
-                self.policy.handle("identical_after_truncation", where, "chosen and rejected have the same tokens",
-                                   report)
-                continue
+        items = []
+        for record, sequences, _ in self.encode(split, self.layout):
             item = {"sequences": sequences}
             if self.kind == "pairs":
                 item["margin"] = record["margin"]
@@ -98,9 +70,6 @@ class RewardDataModule(RecordDataModule):
                 item["rating"] = record["rating"]
                 item["gold"] = (record.get("gold"), None)
             items.append(item)
-        self.truncated[split] = truncated
-        if not items:
-            raise DataError(f"the {split} split has no usable {self.kind} after tokenization ({report.summary()})")
         return EpochIndexed(items, lambda item, epoch, index: {**item, "index": index})
 
     def collate(self, samples: list[dict]) -> dict[str, torch.Tensor]:
@@ -125,13 +94,6 @@ class RewardDataModule(RecordDataModule):
             batch["target"] = torch.tensor([s["target"] for s in samples], dtype=torch.float32)
             batch["rating"] = torch.tensor([s["rating"] for s in samples], dtype=torch.float32)
         return batch
-
-    def data_metrics(self) -> dict[str, float]:
-        metrics = super().data_metrics()
-        for name, report in self.reports.items():
-            metrics.update(report.metrics(prefix=f"data/{name}"))
-            metrics[f"data/{name}_truncated_prompt"] = float(self.truncated.get(name, 0))
-        return metrics
 
 
 def rating_stats(records: list[dict], origin: str) -> tuple[float, float]:

@@ -8,63 +8,30 @@ from typing import Any
 
 import torch
 
-from rlhf.data.feedback import Policy, validate_demonstrations
-from rlhf.data.formats import prompt_key, render_prompt
+from rlhf.data.feedback import validate_demonstrations
 from rlhf.data.sampling import EpochIndexed
-from rlhf.errors import DataError
-from rlhf.methods.base import SPLITS, RecordDataModule
+from rlhf.methods.base import RecordDataModule
 from rlhf.methods.sft.config import SFTDataConf
-from rlhf.objectives.sft import pack, sft_example
+from rlhf.objectives.sft import pack, response_mask
 
 
 class SFTDataModule(RecordDataModule):
     schema = SFTDataConf
     simulated_kind = "pairs"  # simulated feedback's preferred responses are the demonstrations
     record_kind = "demonstrations"
-
-    def __init__(self, cfg: Any, tokenizer: Any, seed: int):
-        super().__init__(cfg, tokenizer, seed)
-        self.policy = Policy(self.cfg.policy, self.cfg.strict)
-        self.truncated: dict[str, int] = {}
+    response_fields = ("response",)
 
     def _validate(self, origin: str, rows: Any, report) -> list[dict]:
         fmt = self.cfg.source.format
         return validate_demonstrations(rows, self.cfg.source.columns, origin, self.policy, report,
                                        "pairs" if self.cfg.source.kind == "simulated" else fmt)
 
-    def tokenizer_texts(self) -> list[str]:
-        texts = []
-        for record in self.splits["train"]:
-            texts += [render_prompt(None, record["prompt"]), record["response"]]
-        return [t for t in texts if t]
-
-    def eval_prompts(self, split: str, count: int) -> list[str]:
-        """Held-out prompts (rendered as the model sees them) for sampling during evaluation."""
-        return [render_prompt(self.tokenizer, r["prompt"]) for r in self.splits[split][:count]]
-
-    # ---- tokenization ----------------------------------------------------------------------------------------------
     def build_dataset(self, split: str) -> EpochIndexed:
-        records, tok = self.splits[split], self.tokenizer
-        prompts = tok([render_prompt(tok, r["prompt"]) for r in records], add_special_tokens=False)["input_ids"]
-        responses = tok([r["response"] for r in records], add_special_tokens=False)["input_ids"]
-        report, examples, truncated = self.reports[split], [], 0
-        for i, record in enumerate(records):
-            where = f"{split} record {i + 1} (prompt {prompt_key(record['prompt'])[:40]!r})"
-            out = sft_example(prompts[i], responses[i], tok.eos_token_id, self.cfg.max_length)
-            if out is None:
-                self.policy.handle("too_long", where, f"the response does not fit data.max_length="
-                                   f"{self.cfg.max_length} even without its prompt", report)
-                continue
-            ids, response_mask, was_truncated = out
-            if was_truncated:
-                if self.policy.rules["too_long"] != "truncate_prompt":
-                    self.policy.handle("too_long", where, f"longer than data.max_length={self.cfg.max_length}", report)
-                    continue
-                truncated += 1
-            examples.append((ids, response_mask))
-        self.truncated[split] = truncated
-        if not examples:
-            raise DataError(f"the {split} split has no usable demonstrations after tokenization ({report.summary()})")
+        """``prompt + response + EOS`` per demonstration (the prompt cut from the left to fit), with a mask of the
+        response and EOS tokens; packed into blocks with ``data.packing``."""
+        layout = {"bos": [], "sep": [], "eos": [self.tokenizer.eos_token_id]}
+        examples = [(sequences[0], response_mask(len(sequences[0]), prompt_length))
+                    for _, sequences, prompt_length in self.encode(split, layout)]
         if self.cfg.packing:
             items = pack(examples, self.cfg.max_length)
         else:
@@ -89,10 +56,3 @@ class SFTDataModule(RecordDataModule):
             batch["attention_mask"][i, :n] = 1
         batch["index"] = torch.tensor([s["index"] for s in samples])
         return batch
-
-    def data_metrics(self) -> dict[str, float]:
-        metrics = super().data_metrics()
-        for name in SPLITS:
-            metrics.update(self.reports[name].metrics(prefix=f"data/{name}"))
-            metrics[f"data/{name}_truncated_prompt"] = float(self.truncated.get(name, 0))
-        return metrics
