@@ -59,6 +59,8 @@ METHODS = {  # per method: its settings, the global batch (shared by 2 ranks und
             ["train/loss", "val/loss", "test/loss"]),
     "dpo": (["experiment=dpo_tiny", "data.source.max_articles=100", "method.evaluation.enabled=false"], 16,
             ["train/loss", "train/rewards/margin", "val/loss", "val/rewards/accuracy", "test/loss"]),
+    "kto": (["experiment=kto_tiny", "data.source.max_articles=100"], 16,
+            ["train/loss", "train/logratio/desirable", "val/loss", "val/kl", "test/loss"]),
 }
 TOLERANCE = 2e-4  # relative (and absolute near 0): float32 sums in another order, through 4 optimizer steps
 

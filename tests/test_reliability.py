@@ -166,9 +166,10 @@ METHODS = {
     "sft": ["experiment=sft_tiny", "data.source.max_articles=60", "data.loader.batch_size=8"],
     "dpo": ["experiment=dpo_tiny", "data.source.max_articles=60", "data.loader.batch_size=8",
             "method.evaluation.enabled=false", "method.precompute_reference=true"],
+    "kto": ["experiment=kto_tiny", "data.source.max_articles=60", "data.loader.batch_size=8"],
 }
 FINAL = {"mlm": "test/loss", "reward": "test/loss", "pwp": "test/lm_loss", "ppo": "test/reward", "sft": "test/loss",
-         "dpo": "test/loss"}
+         "dpo": "test/loss", "kto": "test/loss"}
 
 
 def _start(tmp_path: Path, method: str, name: str, *extra: str) -> subprocess.Popen:

@@ -135,6 +135,8 @@ class FeedbackColumnsConf:
     margin: str = spec("margin", help="Optional column of a per-pair margin (pairs).")
     response: str = spec("response", help="Column of the rated response (ratings).")
     rating: str = spec("rating", help="Column of the numeric rating (ratings).")
+    label: str = spec("label", help="Column of a desirable/undesirable label (KTO): true/false, 1/0, "
+                                    "desirable/undesirable, good/bad, thumbs up/down as up/down.")
     messages: str = spec("messages", help="Column of a conversation, a list of {role, content} (SFT demonstrations: "
                                           "the last, assistant, message is the response).")
 

@@ -25,6 +25,7 @@ from rlhf.config.run import (
 )
 from rlhf.errors import ConfigError
 from rlhf.methods.dpo.config import DPODataConf, DPOMethodConf
+from rlhf.methods.kto.config import KTODataConf, KTOMethodConf
 from rlhf.methods.mlm.config import MLMDataConf, MLMMethodConf
 from rlhf.methods.ppo.config import PPOMethodConf, PromptDataConf, ppo_run_problems
 from rlhf.methods.pwp.config import PWPDataConf, PWPMethodConf
@@ -57,6 +58,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("pwp", PWPMethodConf, PWPDataConf),
     Method("sft", SFTMethodConf, SFTDataConf),
     Method("dpo", DPOMethodConf, DPODataConf),
+    Method("kto", KTOMethodConf, KTODataConf),
 )}
 METHOD_OF_MODULE = {m.module_class: m.name for m in METHODS.values()}  # LightningModule class name -> method
 

@@ -169,6 +169,48 @@ def validate_demonstrations(rows, columns: Any, origin: str, policy: Policy, rep
     return clean
 
 
+DESIRABLE = {"true": True, "1": True, "desirable": True, "good": True, "up": True, "yes": True,
+             "false": False, "0": False, "undesirable": False, "bad": False, "down": False, "no": False}
+
+
+def validate_unpaired(rows, columns: Any, origin: str, policy: Policy, report: DropReport, fmt: str,
+                      threshold: float) -> list[dict]:
+    """Clean unpaired feedback ``{"prompt", "response", "desirable"}`` (KTO): rows with a label column
+    (``columns.label``; the response in ``columns.response`` or TRL's ``completion``), ratings
+    (``fmt=ratings``: desirable when the rating is at least ``threshold``), or any pair format (its chosen response
+    desirable, its rejected one undesirable)."""
+    if fmt == "pairs" or fmt in PAIR_FORMATS:
+        pairs = validate_records(rows, "pairs", columns, origin, policy, report, None, fmt)
+        unpaired = [{"prompt": r["prompt"], "response": r[side], "desirable": side == "chosen"}
+                    for r in pairs for side in ("chosen", "rejected")]
+        report.kept = len(unpaired)
+        return unpaired
+    if fmt == "ratings":
+        return [{"prompt": r["prompt"], "response": r["response"], "desirable": r["rating"] >= threshold,
+                 **({"gold": r["gold"]} if "gold" in r else {})}
+                for r in validate_records(rows, "ratings", columns, origin, policy, report, None, "ratings")]
+    names = as_config(FeedbackColumnsConf, columns)
+    clean = []
+    for row, record in rows:
+        where = f"{origin}, row {row}"
+        prompt = _text(record, names.prompt, where)
+        response_column = names.response if names.response in record or "completion" not in record else "completion"
+        response = _text(record, response_column, where)
+        if names.label not in record or record[names.label] is None:
+            _text(record, names.label, where)  # raises the missing-field error
+        label = DESIRABLE.get(str(record[names.label]).strip().lower())
+        if label is None:
+            policy.handle("malformed", where, f"label {record[names.label]!r} is not one of "
+                          f"{', '.join(sorted(DESIRABLE))}", report)
+            continue
+        if not response.strip():
+            policy.handle("empty", where, "the response is empty", report)
+            continue
+        clean.append({"prompt": prompt, "response": response, "desirable": label})
+    report.kept = len(clean)
+    return clean
+
+
 def encode_pair(prompt_ids: Sequence[int], response_ids: Sequence[Sequence[int]], max_length: int,
                 layout: Mapping[str, Any]) -> tuple[list[list[int]], bool] | None:
     """Token ids of ``prompt + response`` for each response, sharing one prompt cut from the left so every
