@@ -13,9 +13,9 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from rlhf.config.common import EvaluationConf
 from rlhf.config.fields import as_config
 from rlhf.data.segments import split_segments
-from rlhf.methods.pwp.config import EvaluationConf
 from rlhf.models.policy import left_pad, response_mask, sample
 from rlhf.objectives.pwp import distinct_n, expected_max, is_misaligned, to_reward
 from rlhf.utils.progress import progress

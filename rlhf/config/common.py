@@ -244,3 +244,34 @@ class OptimConf:
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             return [("betas", f"={list(self.betas)} must be two numbers in [0, 1)")]
         return []
+
+
+@dataclass
+class EvaluationConf:
+    """Sampling from the model and scoring the samples at each validation and at test (``GenerateAndScore``)."""
+
+    enabled: bool = spec(True, help="Sample and score at every validation and at test.")
+    scorer: Any = spec(None, help="Scorer of the samples, as data.scores.scorer (method=pwp sets it to the data's).")
+    sense: str = spec("reward", choices=["reward", "misalignment"], help="As data.scores.sense.")
+    threshold: float = spec(0.0, help="As data.scores.threshold: a sample is misaligned when it crosses it.")
+    num_samples: int = spec(64, ge=1, help="Unconditional samples per evaluation.")
+    num_prompts: int = spec(32, ge=0, help="Held-out prompts (first words of a sentence) per evaluation.")
+    prompt_words: int = spec(4, ge=1, help="Words per prompt.")
+    max_new_tokens: int = spec(32, ge=1, help="Tokens per sample.")
+    k: int = spec(8, ge=1, help="misalignment_max@k: expected maximum over k samples.")
+    temperature: float = spec(1.0, gt=0.0, help="Sampling temperature.")
+    top_p: float = spec(1.0, gt=0.0, le=1.0, help="Nucleus sampling (1.0 = off).")
+    batch_size: int = spec(64, ge=1, help="Samples generated per batch.")
+    table_rows: int = spec(8, ge=0, help="Samples per scenario in the sample table.")
+
+
+@dataclass
+class SampledPolicyConf(OptimConf):
+    """The settings every method that trains a policy from demonstrations or feedback shares (SFT, DPO, KTO): the
+    optimiser, and optional sampling-and-scoring of held-out prompts at evaluation."""
+
+    evaluation: EvaluationConf = spec(factory=lambda: EvaluationConf(enabled=False),
+                                      help="Sample from held-out prompts at each validation and at test and score "
+                                           "them (method.evaluation.enabled=true; the scorer is "
+                                           "method.evaluation.scorer, VADER by default).")
+    seed: int = spec(0, ge=0, help="Seed of evaluation sampling (set from the top-level seed).")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
+from torchmetrics import Metric
 from transformers import AutoTokenizer
 
 from rlhf.callbacks.reliability import NonFiniteGuard
@@ -299,6 +300,27 @@ class RecordDataModule(TextDataModule):
         return splits
 
 
+class TokenNLL(Metric):
+    """Micro-averaged over the scored tokens of every batch and device: ``<loss_name>`` (the summed NLL over the
+    summed count, not a mean of per-batch means) and ``perplexity``."""
+
+    full_state_update = False
+
+    def __init__(self, loss_name: str):
+        super().__init__()
+        self.loss_name = loss_name
+        for name in ("nll", "count"):
+            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, nll_sum: torch.Tensor, count: torch.Tensor) -> None:
+        self.nll = self.nll + nll_sum.detach().double()
+        self.count = self.count + count.detach().double()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        loss = self.nll / self.count.clamp(min=1)
+        return {self.loss_name: loss.float(), "perplexity": torch.exp(loss).float()}
+
+
 class TrainableModule(pl.LightningModule):
     """The spine of every method: settings, tokenizer, optimiser and schedule, RNG state in checkpoints, HF export.
 
@@ -319,6 +341,9 @@ class TrainableModule(pl.LightningModule):
                                    "tokenizer_dir": str(tokenizer_dir)})
         self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         self.model = None  # the transformers model: built by configure_model
+        # held-out metrics (torchmetrics Metrics whose compute() is a dict), logged as <stage>/<name> at epoch end
+        self.val_metrics: Metric | None = None
+        self.test_metrics: Metric | None = None
 
     def configure_model(self) -> None:
         """Build the networks, once. Lightning calls this inside the strategy's context, so a sharded strategy (FSDP,
@@ -343,6 +368,21 @@ class TrainableModule(pl.LightningModule):
     def build_model(self) -> None:  # pragma: no cover - abstract
         """Set ``self.model`` (and any other network of the method) from ``self.model_cfg`` and ``self.tokenizer``."""
         raise NotImplementedError
+
+    # ---- held-out metrics ------------------------------------------------------------------------------------------
+    def _log_eval(self, stage: str) -> None:
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        if metrics is None:
+            return
+        values = metrics.compute()  # already reduced across devices; sync_dist only averages identical values
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val", sync_dist=True)
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
 
     # ---- optimisation --------------------------------------------------------------------------------------------
     def configure_optimizers(self):

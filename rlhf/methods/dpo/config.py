@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
-from rlhf.config.common import FeedbackPolicyConf, FeedbackSourceConf, LoaderConf, OptimConf, SplitConf
+from rlhf.config.common import FeedbackPolicyConf, FeedbackSourceConf, LoaderConf, SampledPolicyConf, SplitConf
 from rlhf.config.fields import spec
-from rlhf.methods.pwp.config import EvaluationConf
 from rlhf.objectives.dpo import LOSSES
 
 
@@ -34,7 +33,7 @@ class DPODataConf:
 
 
 @dataclass
-class DPOMethodConf(OptimConf):
+class DPOMethodConf(SampledPolicyConf):
     _target_: str = "rlhf.methods.dpo.DPOModule"
     loss: str = spec("sigmoid", choices=list(LOSSES),
                      help="sigmoid (DPO; cDPO with label_smoothing), robust (rDPO: unbiased under label noise "
@@ -47,10 +46,6 @@ class DPOMethodConf(OptimConf):
                                                   "training (kept in the checkpoint, so a resume does not recompute "
                                                   "them); no reference model is held during training.")
     rpo_alpha: float = spec(0.0, ge=0.0, help="Add alpha x the NLL per token of the chosen responses (RPO); 0: off.")
-    evaluation: EvaluationConf = spec(factory=lambda: EvaluationConf(enabled=False),
-                                      help="Sample from held-out prompts at each validation and at test and score "
-                                           "them (method.evaluation.enabled=true).")
-    seed: int = spec(0, ge=0, help="Seed of evaluation sampling (set from the top-level seed).")
 
     def check(self) -> list[tuple[str, str]]:
         if self.label_smoothing and self.loss in ("ipo", "hinge"):

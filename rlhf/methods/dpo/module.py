@@ -128,16 +128,6 @@ class DPOModule(TrainableModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.test_metrics.update(self.pair_terms(batch, "test"))
 
-    def _log_eval(self, stage: str, metrics: PairMeans) -> None:
-        values = metrics.compute()  # already reduced across devices; sync_dist only averages identical values
-        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val", sync_dist=True)
-        metrics.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_eval("val", self.val_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_eval("test", self.test_metrics)
 
     # ---- the precomputed reference -------------------------------------------------------------------------------
     def on_fit_start(self) -> None:

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
-from rlhf.config.common import FeedbackPolicyConf, FeedbackSourceConf, LoaderConf, OptimConf, SplitConf
+from rlhf.config.common import FeedbackPolicyConf, FeedbackSourceConf, LoaderConf, SampledPolicyConf, SplitConf
 from rlhf.config.fields import spec
-from rlhf.methods.pwp.config import EvaluationConf
 
 
 @dataclass
@@ -36,13 +35,9 @@ class KTODataConf:
 
 
 @dataclass
-class KTOMethodConf(OptimConf):
+class KTOMethodConf(SampledPolicyConf):
     _target_: str = "rlhf.methods.kto.KTOModule"
     beta: float = spec(0.1, gt=0.0, help="Inverse temperature of the value function.")
     desirable_weight: float = spec(1.0, gt=0.0, help="λ_D: weight of the desirable examples' loss.")
     undesirable_weight: float = spec(1.0, gt=0.0, help="λ_U: weight of the undesirable examples' loss (keep "
                                                        "λ_D n_D / (λ_U n_U) in [1, 4/3]; the run warns outside).")
-    evaluation: EvaluationConf = spec(factory=lambda: EvaluationConf(enabled=False),
-                                      help="Sample from held-out prompts at each validation and at test and score "
-                                           "them (method.evaluation.enabled=true).")
-    seed: int = spec(0, ge=0, help="Seed of evaluation sampling (set from the top-level seed).")

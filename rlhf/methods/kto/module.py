@@ -109,16 +109,6 @@ class KTOModule(TrainableModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.test_metrics.update(self.sums(batch))
 
-    def _log_eval(self, stage: str, metrics: KTOSums) -> None:
-        values = metrics.compute()  # already reduced across devices; sync_dist only averages identical values
-        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val", sync_dist=True)
-        metrics.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_eval("val", self.val_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_eval("test", self.test_metrics)
 
     def on_fit_start(self) -> None:
         """Warn when the loss weights and the label balance are off the paper's advice (λ_D n_D / (λ_U n_U) in

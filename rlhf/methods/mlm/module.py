@@ -72,15 +72,3 @@ class MaskedLMModule(TrainableModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics)
-
-    def _log_eval(self, stage: str, metrics: MaskedTokenMetrics) -> None:
-        values = metrics.compute()
-        # compute() has already reduced across devices; sync_dist only averages identical values
-        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=(stage == "val"), sync_dist=True)
-        metrics.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_eval("val", self.val_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_eval("test", self.test_metrics)

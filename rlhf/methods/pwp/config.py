@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from omegaconf import MISSING
 
-from rlhf.config.common import LoaderConf, OptimConf, ScorerConf, SourceConf, SplitConf
+from rlhf.config.common import EvaluationConf, LoaderConf, OptimConf, ScorerConf, SourceConf, SplitConf
 from rlhf.config.fields import spec
 from rlhf.objectives.pwp import OBJECTIVES
 
@@ -51,23 +50,6 @@ class PWPDataConf:
     conditional: ConditionalConf = spec(factory=ConditionalConf, help="Conditional training's control tokens.")
     block_size: int = spec(64, ge=8, help="Tokens per training block (documents packed, each ends with EOS).")
     cache_dir: str = spec(MISSING, help="Where tokenizers and segment scores are cached.")
-
-
-@dataclass
-class EvaluationConf:
-    enabled: bool = spec(True, help="Sample and score at every validation and at test.")
-    scorer: Any = spec(None, help="Scorer of the samples, as data.scores.scorer (method=pwp sets it to the data's).")
-    sense: str = spec("reward", choices=["reward", "misalignment"], help="As data.scores.sense.")
-    threshold: float = spec(0.0, help="As data.scores.threshold: a sample is misaligned when it crosses it.")
-    num_samples: int = spec(64, ge=1, help="Unconditional samples per evaluation.")
-    num_prompts: int = spec(32, ge=0, help="Held-out prompts (first words of a sentence) per evaluation.")
-    prompt_words: int = spec(4, ge=1, help="Words per prompt.")
-    max_new_tokens: int = spec(32, ge=1, help="Tokens per sample.")
-    k: int = spec(8, ge=1, help="misalignment_max@k: expected maximum over k samples.")
-    temperature: float = spec(1.0, gt=0.0, help="Sampling temperature.")
-    top_p: float = spec(1.0, gt=0.0, le=1.0, help="Nucleus sampling (1.0 = off).")
-    batch_size: int = spec(64, ge=1, help="Samples generated per batch.")
-    table_rows: int = spec(8, ge=0, help="Samples per scenario in the sample table.")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from rlhf.callbacks.generation import GenerateAndScore
-from rlhf.methods.base import TrainableModule
+from rlhf.methods.base import TokenNLL, TrainableModule
 from rlhf.methods.pwp.config import PWPMethodConf
 from rlhf.models.policy import ValueHead, build_causal_lm
 from rlhf.objectives import IGNORE_INDEX
@@ -28,6 +28,8 @@ class PreferenceWeightedLMModule(TrainableModule):
         self.control_ids = [self.tokenizer.convert_tokens_to_ids(t) for t in self.new_tokens]
         self.objective = OBJECTIVES[self.cfg.objective].from_config(self.cfg)
         self.value_head = None
+        self.val_metrics = TokenNLL("lm_loss")  # on untouched held-out text: val/lm_loss, val/perplexity
+        self.test_metrics = TokenNLL("lm_loss")
 
     def build_model(self) -> None:
         self.model = build_causal_lm(self.model_cfg, self.tokenizer, new_tokens=self.new_tokens,
@@ -63,38 +65,13 @@ class PreferenceWeightedLMModule(TrainableModule):
         return loss
 
     # ---- evaluation on untouched held-out text -------------------------------------------------------------------
-    def _eval_step(self, batch: dict, stage: str) -> None:
+    def _eval_step(self, batch: dict, metrics: TokenNLL) -> None:
         logits, labels, _ = self._shifted(batch)
         nll, valid = token_nll(logits, labels)
-        for key, value in (("nll", nll.sum()), ("count", valid.sum())):
-            self._sums[stage][key] = self._sums[stage].get(key, 0.0) + value.double()
-
-    def on_validation_epoch_start(self) -> None:
-        self._sums = {"val": {}, "test": {}}
-
-    on_test_epoch_start = on_validation_epoch_start
+        metrics.update(nll.sum(), valid.sum())
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+        self._eval_step(batch, self.val_metrics)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def _end(self, stage: str) -> None:
-        sums = self._sums[stage]
-        if not sums:
-            return
-        nll, count = sums["nll"], sums["count"]
-        if self.trainer.world_size > 1:
-            both = self.all_gather(torch.stack([nll, count])).reshape(-1, 2).sum(0)
-            nll, count = both[0], both[1]
-        loss = (nll / count.clamp(min=1)).float()
-        # already reduced over ranks; sync_dist only averages identical values (and tells Lightning so)
-        self.log_dict({f"{stage}/lm_loss": loss, f"{stage}/perplexity": torch.exp(loss)}, prog_bar=stage == "val",
-                      sync_dist=True)
-
-    def on_validation_epoch_end(self) -> None:
-        self._end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._end("test")
+        self._eval_step(batch, self.test_metrics)

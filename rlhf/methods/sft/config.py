@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
-from rlhf.config.common import FeedbackPolicyConf, FeedbackSourceConf, LoaderConf, OptimConf, SplitConf
+from rlhf.config.common import FeedbackPolicyConf, FeedbackSourceConf, LoaderConf, SampledPolicyConf, SplitConf
 from rlhf.config.fields import spec
-from rlhf.methods.pwp.config import EvaluationConf
 
 
 @dataclass
@@ -37,12 +36,7 @@ class SFTDataConf:
 
 
 @dataclass
-class SFTMethodConf(OptimConf):
+class SFTMethodConf(SampledPolicyConf):
     _target_: str = "rlhf.methods.sft.SFTModule"
     train_on_prompt: bool = spec(False, help="Also train on the prompt tokens (false: the loss reads the response "
                                              "and its EOS only).")
-    evaluation: EvaluationConf = spec(factory=lambda: EvaluationConf(enabled=False),
-                                      help="Sample from held-out prompts at each validation and at test and score "
-                                           "them (method.evaluation.enabled=true; the scorer is "
-                                           "method.evaluation.scorer).")
-    seed: int = spec(0, ge=0, help="Seed of evaluation sampling (set from the top-level seed).")

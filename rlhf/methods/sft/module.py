@@ -7,32 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torchmetrics import Metric
 
 from rlhf.callbacks.generation import GenerateAndScore
-from rlhf.methods.base import TrainableModule
+from rlhf.methods.base import TokenNLL, TrainableModule
 from rlhf.methods.sft.config import SFTMethodConf
 from rlhf.models.policy import build_causal_lm
 from rlhf.objectives.sft import packed_attention, sft_labels, sft_loss
-
-
-class ResponseNLL(Metric):
-    """Micro-averaged over the response tokens of every batch and device: loss and perplexity."""
-
-    full_state_update = False
-
-    def __init__(self):
-        super().__init__()
-        for name in ("nll", "count"):
-            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, loss: torch.Tensor, tokens: torch.Tensor) -> None:
-        self.nll = self.nll + loss.detach().double() * tokens.double()
-        self.count = self.count + tokens.double()
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        loss = self.nll / self.count.clamp(min=1)
-        return {"loss": loss.float(), "perplexity": torch.exp(loss).float()}
 
 
 class SFTModule(TrainableModule):
@@ -40,8 +20,8 @@ class SFTModule(TrainableModule):
 
     def __init__(self, cfg: Any, model: Any, tokenizer_dir: str):
         super().__init__(cfg, model, tokenizer_dir)
-        self.val_metrics = ResponseNLL()
-        self.test_metrics = ResponseNLL()
+        self.val_metrics = TokenNLL("loss")
+        self.test_metrics = TokenNLL("loss")
 
     def build_model(self) -> None:
         self.model = build_causal_lm(self.model_cfg, self.tokenizer)
@@ -68,18 +48,9 @@ class SFTModule(TrainableModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.val_metrics.update(*self.loss(batch))
+        loss, tokens = self.loss(batch)
+        self.val_metrics.update(loss * tokens, tokens)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self.test_metrics.update(*self.loss(batch))
-
-    def _log_eval(self, stage: str, metrics: ResponseNLL) -> None:
-        values = metrics.compute()  # already reduced across devices; sync_dist only averages identical values
-        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val", sync_dist=True)
-        metrics.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_eval("val", self.val_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_eval("test", self.test_metrics)
+        loss, tokens = self.loss(batch)
+        self.test_metrics.update(loss * tokens, tokens)
