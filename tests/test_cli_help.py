@@ -82,7 +82,7 @@ def test_user_search_path_options_are_listed_and_select_the_method(tmp_path):
 
 def test_unknown_method_names_the_options():
     page = help_page(["method=nope"])
-    assert "method=nope: no such option of the method group (options: dpo, kto, mlm, ppo, pwp, reward, sft)" in page
+    assert "method=nope: no such option of the method group (options: classify, dpo, kto, mlm, ppo, pwp, reward, sft)" in page
     assert str(CONFIG_DIR) in page  # the groups are still listed
 
 

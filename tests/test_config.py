@@ -67,6 +67,8 @@ def test_every_group_option_composes(make_cfg, group, option):
         overrides = ["method=sft", "data=demonstrations", "model=tiny_gpt2", *overrides]
     if (group, option) in (("method", "dpo"), ("data", "preference_pairs")):
         overrides = ["method=dpo", "data=preference_pairs", "model=tiny_gpt2", *overrides]
+    if (group, option) in (("method", "classify"), ("data", "bbc_topics")):
+        overrides = ["method=classify", "data=bbc_topics", *overrides]
     if (group, option) in (("method", "kto"), ("data", "unpaired_feedback")):
         overrides = ["method=kto", "data=unpaired_feedback", "model=tiny_gpt2", *overrides]
     if group == "strategy" and option in ("fsdp", "deepspeed", "deepspeed_stage_3"):

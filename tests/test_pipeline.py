@@ -63,7 +63,7 @@ def test_pipeline_chains_the_four_methods_through_their_exports(pipeline_run):
     for shown in ("test perplexity", "gold agreement", "held-out LM loss", "held-out gold", "KL"):  # each stage's report
         assert shown in table, (shown, table)
     assert " -> " in table  # before -> after from evaluate_at_start
-    assert "[pipeline]   rlhf-train experiment=" in full.stdout  # each stage's command, to run it alone
+    assert "[pipeline]   rlhf-train " in full.stdout and " experiment=mlm_tiny" in full.stdout  # runnable alone
     assert all((out / stage / "metrics_history.jsonl").exists() and (out / stage / "wandb").is_dir()
                for stage in ("mlm", "reward", "pwp", "ppo"))
 

@@ -95,6 +95,8 @@ class SourceConf:
                           help="File type; auto = by suffix (a .gz file is read decompressed).")
     text_column: str = spec("text", help="Column that holds the text.")
     id_column: str | None = spec(None, help="Column with a stable document id (default: the text itself).")
+    label_column: str | None = spec(None, help="Column with each document's class label (method=classify; "
+                                               "bbc_news: topic).")
     hf_config: str | None = spec(None, help="Dataset configuration name (kind=hf).")
     hf_split: str = spec("train", help="Dataset split to read (kind=hf).")
     max_documents: int | None = spec(None, ge=1, help="Read at most this many documents (in source order).")

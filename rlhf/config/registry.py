@@ -24,6 +24,7 @@ from rlhf.config.run import (
     TrainerConf,
 )
 from rlhf.errors import ConfigError
+from rlhf.methods.classify.config import ClassifyDataConf, ClassifyMethodConf
 from rlhf.methods.dpo.config import DPODataConf, DPOMethodConf
 from rlhf.methods.kto.config import KTODataConf, KTOMethodConf
 from rlhf.methods.mlm.config import MLMDataConf, MLMMethodConf
@@ -59,6 +60,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sft", SFTMethodConf, SFTDataConf),
     Method("dpo", DPOMethodConf, DPODataConf),
     Method("kto", KTOMethodConf, KTODataConf),
+    Method("classify", ClassifyMethodConf, ClassifyDataConf),
 )}
 METHOD_OF_MODULE = {m.module_class: m.name for m in METHODS.values()}  # LightningModule class name -> method
 

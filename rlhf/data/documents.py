@@ -54,7 +54,12 @@ def load_documents(source: Any, report: DropReport | None = None) -> list[dict]:
         doc_id = str(record[id_column]) if id_column else text
         if id_column and id_column not in record:
             raise DataError(f"{where}: missing id column '{id_column}'; set data.source.id_column=null to use the text")
-        documents.append({"id": doc_id, "text": text})
+        document = {"id": doc_id, "text": text}
+        if source.label_column:
+            if record.get(source.label_column) in (None, ""):
+                raise DataError(f"{where}: missing label column '{source.label_column}' (data.source.label_column)")
+            document["label"] = str(record[source.label_column])
+        documents.append(document)
         if limit and len(documents) >= limit:
             break
     report.kept = len(documents)

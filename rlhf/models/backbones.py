@@ -131,6 +131,27 @@ def fit_embeddings(model: PreTrainedModel, tokenizer, name: str) -> None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
 
+def build_classifier(cfg: Any, tokenizer, labels: list[str]) -> PreTrainedModel:
+    """A sequence classifier over ``labels`` (``id2label`` in its config): ``BertForSequenceClassification`` or
+    ``RoFormerForSequenceClassification`` from the config sizes, or any pretrained encoder with a new head."""
+    cfg = as_config(BackboneConf, cfg)
+    names = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+             "label2id": {label: i for i, label in enumerate(labels)}}
+    if cfg.source == "pretrained":
+        from transformers import AutoModelForSequenceClassification
+
+        model = _from_pretrained(AutoModelForSequenceClassification, cfg, **names)
+        fit_embeddings(model, tokenizer, cfg.name_or_path)
+        model.config.problem_type = "single_label_classification"
+        return finish_model(model, cfg)
+    if cfg.arch not in ENCODERS:
+        raise ModelError(f"model.arch={cfg.arch!r} is not an encoder; use model=tiny_roformer, tiny_bert or a "
+                         f"pretrained encoder for method=classify")
+    model = ENCODERS[cfg.arch][2](encoder_config(cfg, tokenizer, **names))
+    model.config.problem_type = "single_label_classification"
+    return finish_model(model, cfg)
+
+
 def build_masked_lm(cfg: Any, tokenizer) -> PreTrainedModel:
     """A masked-LM: ``BertForMaskedLM`` or ``RoFormerForMaskedLM`` from the config sizes, or any ``AutoModelForMaskedLM`` checkpoint."""
     cfg = as_config(BackboneConf, cfg)

@@ -18,13 +18,15 @@ RUN_RECORD = "rlhf_run.json"
 
 LOADERS = {"mlm": "AutoModelForMaskedLM", "reward": "AutoModelForSequenceClassification",
            "ppo": "AutoModelForCausalLM", "pwp": "AutoModelForCausalLM", "sft": "AutoModelForCausalLM",
-           "dpo": "AutoModelForCausalLM", "kto": "AutoModelForCausalLM"}
+           "dpo": "AutoModelForCausalLM", "kto": "AutoModelForCausalLM",
+           "classify": "AutoModelForSequenceClassification"}
 SUMMARIES = {"mlm": "a masked language model", "reward": "a reward model (one score per prompt + response)",
              "ppo": "a policy trained with PPO against a reward", "pwp": "a language model pretrained with human "
                                                                       "preferences (Korbak et al. 2023)",
              "sft": "a causal language model fine-tuned on demonstrations",
              "dpo": "a policy trained by direct preference optimisation on preference pairs",
-             "kto": "a policy trained with KTO on unpaired desirable/undesirable feedback"}
+             "kto": "a policy trained with KTO on unpaired desirable/undesirable feedback",
+             "classify": "a sequence classifier (an encoder with a classification head; labels in id2label)"}
 
 
 def _data_line(data: dict[str, Any]) -> str:
