@@ -92,7 +92,9 @@ def check_stages(steps: list[dict[str, Any]]) -> None:
     (``ppo:method.kl_coeff=0.1``) is reported in seconds, not after the earlier stages have trained."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from omegaconf import open_dict
 
     from rlhf.config import key_hints, validate_config
 
@@ -101,6 +103,8 @@ def check_stages(steps: list[dict[str, Any]]) -> None:
                                                            with_log_configuration=False)
 
     problems = []
+    hydra_config = HydraConfig.instance()
+    previous = hydra_config.cfg  # the pipeline's own (None outside a Hydra app); each stage is checked under its own
     for step in steps:
         overrides = [*step["overrides"], f"hydra.run.dir={step['dir']}"]
         try:
@@ -109,11 +113,15 @@ def check_stages(steps: list[dict[str, Any]]) -> None:
             else:
                 with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
                     cfg = compose(overrides)
+            with open_dict(cfg):  # ${hydra:runtime.output_dir} (paths.output_dir) resolves to the stage's run dir
+                cfg.hydra.runtime.output_dir = str(step["dir"])
+            hydra_config.set_config(cfg)
             validate_config(cfg)
         except Exception as err:  # Hydra's composition errors and our ConfigError alike
             hints = "".join(f"\n      Hint: {hint}" for hint in key_hints(step["overrides"]))
             message = str(err).strip().split("\nTo append to your config")[0]  # Hydra's '+key' advice: not for a schema
             problems.append(f"stage {step['name']}: {message}{hints}")
+    hydra_config.cfg = previous
     if problems:
         raise PipelineError("a stage's config is invalid (nothing was run):\n  - " + "\n  - ".join(problems))
 

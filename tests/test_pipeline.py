@@ -170,3 +170,45 @@ def test_every_method_evaluates_at_start_then_trains_and_validates(make_cfg, met
     metrics = run(make_cfg(*overrides, *EVAL_TINY, fast=False))
     assert f"start/{key}" in metrics and key in metrics and metrics["trainer/global_step"] == 4.0
     assert f"val/{key.split('/', 1)[1]}" in metrics or method == "reward"
+
+
+@pytest.mark.parametrize(("recipe", "stages"), [("main", ["mlm", "reward", "pwp", "ppo"]),
+                                                ("classic", ["lm", "sft", "reward", "ppo"]),
+                                                ("dpo", ["lm", "sft", "dpo"])])
+def test_every_recipe_plans_and_every_stage_config_validates(tmp_path, recipe, stages):
+    """rlhf-pipeline recipe=<name>: the stages in order, each consuming the exports it needs; every stage's rlhf-train
+    config composes and validates (what the pipeline checks before the first stage runs)."""
+    from hydra import compose, initialize_config_dir
+
+    from rlhf.pipeline import check_stages, plan
+    from rlhf.train import CONFIG_DIR
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose("pipeline", overrides=[f"out_dir={tmp_path}", f"recipe={recipe}"])
+        steps = plan(cfg, {})
+    assert [s["name"] for s in steps] == stages
+    for step in steps[1:]:
+        assert step["needs"] and all(f"{tmp_path}/{need}/export" in " ".join(step["overrides"])
+                                     for need in step["needs"]), step
+    check_stages(steps)
+
+
+@pytest.mark.slow
+def test_the_dpo_recipe_runs_lm_sft_dpo_through_their_exports(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "RLHF_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+    tiny = ["recipe=dpo", "all:logger=csv", "all:trainer.enable_model_summary=false", "all:model.hidden_size=32",
+            "all:model.num_layers=1", "all:model.num_heads=2", "all:model.intermediate_size=64",
+            "all:trainer.limit_val_batches=2", "all:trainer.limit_test_batches=2", "lm:trainer.max_steps=10",
+            "lm:trainer.val_check_interval=10", "lm:data.source.max_documents=200", "lm:model.tokenizer.vocab_size=512",
+            "sft:trainer.max_steps=6", "sft:trainer.val_check_interval=6", "sft:data.source.max_articles=60",
+            "dpo:trainer.max_steps=6", "dpo:trainer.val_check_interval=6", "dpo:data.source.max_articles=60",
+            "dpo:method.evaluation.num_samples=4", "dpo:method.evaluation.num_prompts=4",
+            "dpo:method.evaluation.max_new_tokens=6"]
+    done = subprocess.run([sys.executable, "-m", "rlhf.pipeline", f"out_dir={out}", *tiny], capture_output=True,
+                          text=True, timeout=900, cwd=str(tmp_path), env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _statuses(out) == {"lm": "ran", "sft": "ran", "dpo": "ran"}
+    assert f"model.name_or_path={out}/sft/export" in (out / "dpo" / ".hydra" / "overrides.yaml").read_text()
+    table = done.stdout[done.stdout.index("Pipeline "):]
+    assert "response loss" in table and "reward accuracy" in table and "held-out gold of samples" in table
