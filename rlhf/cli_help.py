@@ -21,7 +21,7 @@ import yaml
 
 from rlhf.config import CONFIG_DIR, SCHEMAS, selected_schema
 
-HIDDEN_GROUPS = ("schema", "hydra")  # Hydra's own settings and the typed schemas behind every option
+HIDDEN_GROUPS = ("schema", "hydra", "recipe")  # Hydra's own settings, the typed schemas, rlhf-pipeline's recipes
 WIDTH = 120
 MAX_LINES = 79  # the page fits a screen or two
 MAX_DEFAULT = 30  # longer defaults (nested groups, lists) are cut with an ellipsis

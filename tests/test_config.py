@@ -13,7 +13,8 @@ from rlhf.train import CONFIG_DIR, build_data_and_module
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 GROUP_OPTIONS = [(group.name, p.stem) for group in sorted(CONFIG_DIR.iterdir()) if group.is_dir()
-                 and group.name not in ("experiment", "hydra", "hparams_search") for p in sorted(group.glob("*.yaml"))]
+                 and group.name not in ("experiment", "hydra", "hparams_search", "recipe")  # (recipe: rlhf-pipeline's)
+                 for p in sorted(group.glob("*.yaml"))]
 
 
 def test_default_config_validates(make_cfg):

@@ -61,6 +61,8 @@ METHODS = {  # per method: its settings, the global batch (shared by 2 ranks und
             ["train/loss", "train/rewards/margin", "val/loss", "val/rewards/accuracy", "test/loss"]),
     "kto": (["experiment=kto_tiny", "data.source.max_articles=100"], 16,
             ["train/loss", "train/logratio/desirable", "val/loss", "val/kl", "test/loss"]),
+    "classify": (["experiment=classify_bbc", "data.source.max_documents=300", "data.max_length=64"], 16,
+                 ["train/loss", "train/accuracy", "val/loss", "val/macro_f1", "test/accuracy"]),
 }
 TOLERANCE = 2e-4  # relative (and absolute near 0): float32 sums in another order, through 4 optimizer steps
 

@@ -167,9 +167,11 @@ METHODS = {
     "dpo": ["experiment=dpo_tiny", "data.source.max_articles=60", "data.loader.batch_size=8",
             "method.evaluation.enabled=false", "method.precompute_reference=true"],
     "kto": ["experiment=kto_tiny", "data.source.max_articles=60", "data.loader.batch_size=8"],
+    "classify": ["experiment=classify_bbc", "data.source.max_documents=120", "data.max_length=64",
+                 "data.loader.batch_size=8"],
 }
 FINAL = {"mlm": "test/loss", "reward": "test/loss", "pwp": "test/lm_loss", "ppo": "test/reward", "sft": "test/loss",
-         "dpo": "test/loss", "kto": "test/loss"}
+         "dpo": "test/loss", "kto": "test/loss", "classify": "test/loss"}
 
 
 def _start(tmp_path: Path, method: str, name: str, *extra: str) -> subprocess.Popen:
