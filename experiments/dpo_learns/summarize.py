@@ -11,7 +11,7 @@ from pathlib import Path
 
 out = Path(os.environ.get("OUT", "logs/experiments/dpo_learns"))
 rows = []
-for run in sorted(out.glob("dpo_seed*")):
+for run in sorted(r for r in out.glob("dpo_seed*") if (r / "metrics.json").exists()):  # finished runs
     m = json.loads((run / "metrics.json").read_text())
     before, after = m["start/test/prompted/score"], m["test/prompted/score"]
     rows.append((run.name, before, after, after - before, m["test/rewards/accuracy"], m["test/rewards/margin"]))
