@@ -133,11 +133,14 @@ def test_a_llama_style_hub_model_trains_and_exports(method, llama_style_dir, mak
     assert saved["rlhf_pad_token_repair"] == "has no pad token" and len(tokenizer) == saved_len(llama_style_dir) + 1
 
 
-@pytest.mark.parametrize("method", ["mlm", "reward"])
+@pytest.mark.parametrize("method", ["mlm", "reward", "classify"])
 def test_a_bert_style_hub_encoder_trains_and_exports(method, bert_style_dir, make_cfg):
     overrides = {"mlm": ["trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
                          "trainer.limit_test_batches=1", "data.source.max_documents=60", "data.block_size=32",
-                         "data.loader.batch_size=4"], "reward": REWARD}[method]
+                         "data.loader.batch_size=4"], "reward": REWARD,
+                 "classify": ["experiment=classify_bbc", "trainer.max_steps=2", "trainer.val_check_interval=2",
+                              "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "data.max_length=64",
+                              "data.loader.batch_size=4"]}[method]
     cfg = make_cfg(*overrides, "model=pretrained", f"model.name_or_path={bert_style_dir}", "logger=csv",
                    "callbacks.progress_bar=null", "trainer.enable_model_summary=false", fast=False)
     metrics = run(cfg)

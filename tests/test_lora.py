@@ -121,16 +121,20 @@ def test_an_adapter_export_needs_a_base_on_disk(make_cfg):
         validate_config(cfg)
 
 
-@pytest.mark.parametrize("method", ["mlm", "pwp", "sft"])
-def test_mlm_pwp_and_sft_train_with_lora(method, make_cfg, gpt2_style_dir):
+@pytest.mark.parametrize("method", ["mlm", "pwp", "sft", "dpo", "kto"])
+def test_mlm_pwp_sft_dpo_and_kto_train_with_lora(method, make_cfg, gpt2_style_dir):
     """The other methods with adapters: only the adapters train, and the merged export loads in plain transformers."""
+    from test_dpo import DPO
     from test_hub_models import PWP
+    from test_kto import KTO
     from test_sft import SFT
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
     overrides = {"mlm": [*LORA, "trainer.max_steps=3", "method.lr=5e-3"],  # the tiny encoder built from config
                  "pwp": [*PWP, *_hub(gpt2_style_dir), "method.lr=5e-3"],
-                 "sft": [*SFT, *_hub(gpt2_style_dir), "data.source.max_articles=60", "method.lr=5e-3"]}[method]
+                 "sft": [*SFT, *_hub(gpt2_style_dir), "data.source.max_articles=60", "method.lr=5e-3"],
+                 "dpo": [*DPO, *_hub(gpt2_style_dir), "data.source.max_articles=60", "method.lr=5e-3"],
+                 "kto": [*KTO, *_hub(gpt2_style_dir), "data.source.max_articles=60", "method.lr=5e-3"]}[method]
     cfg = make_cfg(*overrides, fast=method == "mlm")
     metrics = run(cfg)
     assert metrics["trainer/global_step"] >= 2
