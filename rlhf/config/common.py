@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import MISSING
+
 from rlhf.config.fields import spec
 
 
@@ -199,6 +201,22 @@ class FeedbackPolicyConf:
     malformed: str = spec("drop", choices=["drop", "error"],
                           help="A public-format row whose fields disagree (e.g. an HH pair whose transcripts differ "
                                "before the last Assistant: turn).")
+
+
+@dataclass
+class RecordDataConf:
+    """The data settings of every method trained on feedback records (reward, SFT, DPO, KTO;
+    ``rlhf.methods.data.RecordDataModule``); each method's schema adds its own."""
+
+    source: FeedbackSourceConf = spec(factory=FeedbackSourceConf,
+                                      help="Where the records come from and in which format (data.source.format).")
+    split: SplitConf = spec(factory=SplitConf, help="Hash split by prompt when the source has one split.")
+    loader: LoaderConf = spec(factory=LoaderConf, help="Batching (records per batch).")
+    max_length: int = spec(128, ge=8, help="Tokens of prompt + response (+ special tokens); the prompt, shared by "
+                                           "every response of a record, is cut from the left to fit.")
+    policy: FeedbackPolicyConf = spec(factory=FeedbackPolicyConf, help="What happens to each malformed case.")
+    strict: bool = spec(False, help="Turn every drop into an error.")
+    cache_dir: str = spec(MISSING, help="Where trained tokenizers are cached.")
 
 
 @dataclass

@@ -9,8 +9,8 @@ import torch
 
 from rlhf.data.sampling import EpochIndexed
 from rlhf.errors import DataError
-from rlhf.methods.base import TextDataModule
 from rlhf.methods.classify.config import ClassifyDataConf
+from rlhf.methods.data import TextDataModule
 
 
 class ClassifyDataModule(TextDataModule):

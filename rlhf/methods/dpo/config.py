@@ -4,26 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from omegaconf import MISSING
-
-from rlhf.config.common import FeedbackPolicyConf, FeedbackSourceConf, LoaderConf, SampledPolicyConf, SplitConf
+from rlhf.config.common import (
+    RecordDataConf,
+    SampledPolicyConf,
+)
 from rlhf.config.fields import spec
 from rlhf.objectives.dpo import LOSSES
 
 
 @dataclass
-class DPODataConf:
+class DPODataConf(RecordDataConf):
     _target_: str = "rlhf.methods.dpo.DPODataModule"
-    source: FeedbackSourceConf = spec(factory=FeedbackSourceConf,
-                                      help="Preference pairs in any pair format (pairs, hh, ultrafeedback, tldr, shp); "
-                                           "simulated: the simulated feedback task's pairs.")
-    split: SplitConf = spec(factory=SplitConf, help="Hash split by prompt when the source is a single file.")
-    loader: LoaderConf = spec(factory=LoaderConf, help="Pairs per batch.")
-    max_length: int = spec(128, ge=8, help="Tokens of prompt + response + EOS; the prompt (shared by both "
-                                           "responses) is cut from the left so both responses fit.")
-    policy: FeedbackPolicyConf = spec(factory=FeedbackPolicyConf, help="What happens to each malformed case.")
-    strict: bool = spec(False, help="Turn every drop into an error.")
-    cache_dir: str = spec(MISSING, help="Where trained tokenizers are cached.")
 
     def check(self) -> list[tuple[str, str]]:
         if self.source.format == "ratings":

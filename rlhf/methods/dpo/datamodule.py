@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from rlhf.data.feedback import validate_records
 from rlhf.data.readers import DropReport
 from rlhf.data.sampling import EpochIndexed
-from rlhf.methods.base import RecordDataModule
+from rlhf.methods.data import RecordDataModule
 from rlhf.methods.dpo.config import DPODataConf
 from rlhf.objectives import IGNORE_INDEX
 

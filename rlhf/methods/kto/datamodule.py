@@ -11,7 +11,7 @@ import torch
 from rlhf.data.feedback import encode_pair, validate_unpaired
 from rlhf.data.readers import DropReport
 from rlhf.data.sampling import EpochIndexed
-from rlhf.methods.base import RecordDataModule
+from rlhf.methods.data import RecordDataModule
 from rlhf.methods.kto.config import KTODataConf
 from rlhf.objectives import IGNORE_INDEX
 

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from rlhf.data.packing import pack_documents, truncate_documents
 from rlhf.data.sampling import EpochIndexed
 from rlhf.errors import DataError
-from rlhf.methods.base import TextDataModule
+from rlhf.methods.data import TextDataModule
 from rlhf.methods.mlm.config import MLMDataConf
 from rlhf.objectives.mlm import mask_tokens
 from rlhf.utils.rng import sample_key

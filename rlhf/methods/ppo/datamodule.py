@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from rlhf.data.sampling import EpochIndexed
 from rlhf.data.simulated_feedback import sentences
 from rlhf.errors import DataError
-from rlhf.methods.base import TextDataModule
+from rlhf.methods.data import TextDataModule
 from rlhf.methods.ppo.config import PromptDataConf
 from rlhf.models.policy import left_pad
 

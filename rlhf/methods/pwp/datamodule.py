@@ -27,7 +27,7 @@ from rlhf.data.readers import read_records
 from rlhf.data.sampling import EpochIndexed
 from rlhf.data.segments import check_scores, score_segments, split_segments
 from rlhf.errors import DataError
-from rlhf.methods.base import TextDataModule
+from rlhf.methods.data import TextDataModule
 from rlhf.methods.pwp.config import PWPDataConf
 from rlhf.objectives.pwp import is_misaligned, to_reward
 from rlhf.utils.rng import stable_seed

@@ -5,27 +5,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from omegaconf import MISSING
-
-from rlhf.config.common import FeedbackPolicyConf, FeedbackSourceConf, LoaderConf, OptimConf, SplitConf
+from rlhf.config.common import OptimConf, RecordDataConf
 from rlhf.config.fields import spec
 
 
 @dataclass
-class RewardDataConf:
+class RewardDataConf(RecordDataConf):
     _target_: str = "rlhf.methods.reward.RewardDataModule"
     objective: str = spec("pairwise", choices=["pairwise", "rating"], help="Pairs or ratings (= method.objective).")
-    source: FeedbackSourceConf = spec(factory=FeedbackSourceConf, help="Where the feedback comes from.")
-    split: SplitConf = spec(factory=SplitConf, help="Hash split by prompt when the source is a single file.")
-    loader: LoaderConf = spec(factory=LoaderConf, help="Batching (pairs per batch for pairwise).")
-    max_length: int = spec(128, ge=8, help="Tokens per prompt+response sequence, special tokens included.")
     rating_range: list[float] | None = spec(None, help="The rating scale [low, high], e.g. [1, 5]: a rating outside "
                                                        "it is an error naming the row (data.policy.out_of_range=drop "
                                                        "drops it). null: any finite rating.")
-    policy: FeedbackPolicyConf = spec(factory=FeedbackPolicyConf, help="What happens to each malformed case.")
-    strict: bool = spec(False, help="Turn every drop into an error.")
     padding_side: str = spec("right", choices=["right", "left"], help="Where batches are padded.")
-    cache_dir: str = spec(MISSING, help="Where trained tokenizers are cached.")
 
     def check(self) -> list[tuple[str, str]]:
         problems = []

@@ -13,7 +13,7 @@ from rlhf.data.formats import prompt_key
 from rlhf.data.readers import DropReport
 from rlhf.data.sampling import EpochIndexed
 from rlhf.errors import DataError
-from rlhf.methods.base import RecordDataModule
+from rlhf.methods.data import RecordDataModule
 from rlhf.methods.reward.config import RewardDataConf
 
 

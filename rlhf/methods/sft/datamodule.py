@@ -10,7 +10,7 @@ import torch
 
 from rlhf.data.feedback import validate_demonstrations
 from rlhf.data.sampling import EpochIndexed
-from rlhf.methods.base import RecordDataModule
+from rlhf.methods.data import RecordDataModule
 from rlhf.methods.sft.config import SFTDataConf
 from rlhf.objectives.sft import pack, response_mask
 
