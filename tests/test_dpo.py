@@ -135,11 +135,14 @@ def test_dpo_tiny_runs_offline_with_samples_scored_and_exports(make_cfg):
 
     cfg = make_cfg(*DPO[:-1], "data.source.max_articles=60", "method.evaluation.num_samples=4",
                    "method.evaluation.num_prompts=2", "method.evaluation.max_new_tokens=4", "method.rpo_alpha=0.5",
-                   fast=False)
+                   "method.lr=1e-2", "evaluate_at_start=true", fast=False)
     metrics = run(cfg)
     for key in ("train/loss", "val/rewards/accuracy", "test/rewards/margin", "test/logps/rejected",
                 "val/prompted/score"):
         assert key in metrics and math.isfinite(metrics[key]), key
+    # the KL of the held-out samples to the reference: 0 for the initial policy, positive once it has moved
+    assert metrics["start/test/prompted/kl_to_reference"] == pytest.approx(0.0, abs=1e-5)
+    assert metrics["test/prompted/kl_to_reference"] > 0.01
     out = Path(cfg.paths.output_dir)
     assert AutoModelForCausalLM.from_pretrained(out / "export").config.pad_token_id is not None
     assert "direct preference optimisation" in (out / "export" / "README.md").read_text()

@@ -50,6 +50,10 @@ def test_the_reference_is_the_base_model_with_adapters_disabled():
     assert set(state) == trainable | {n for n, _ in model.named_buffers()}
 
 
+SAMPLED = ["method.evaluation.enabled=true", "method.evaluation.num_samples=2", "method.evaluation.num_prompts=2",
+           "method.evaluation.max_new_tokens=4"]
+
+
 def _hub(gpt2_style_dir) -> list[str]:
     return ["model=pretrained", f"model.name_or_path={gpt2_style_dir}", "logger=csv", "callbacks.progress_bar=null",
             "trainer.enable_model_summary=false", *LORA]
@@ -133,14 +137,19 @@ def test_mlm_pwp_sft_dpo_and_kto_train_with_lora(method, make_cfg, gpt2_style_di
     overrides = {"mlm": [*LORA, "trainer.max_steps=3", "method.lr=5e-3"],  # the tiny encoder built from config
                  "pwp": [*PWP, *_hub(gpt2_style_dir), "method.lr=5e-3"],
                  "sft": [*SFT, *_hub(gpt2_style_dir), "data.source.max_articles=60", "method.lr=5e-3"],
-                 "dpo": [*DPO, *_hub(gpt2_style_dir), "data.source.max_articles=60", "method.lr=5e-3"],
-                 "kto": [*KTO, *_hub(gpt2_style_dir), "data.source.max_articles=60", "method.lr=5e-3"]}[method]
+                 "dpo": [*DPO, *_hub(gpt2_style_dir), "data.source.max_articles=60", "method.lr=5e-3", *SAMPLED],
+                 "kto": [*KTO, *_hub(gpt2_style_dir), "data.source.max_articles=60", "method.lr=5e-3", *SAMPLED],
+                 }[method]
     cfg = make_cfg(*overrides, fast=method == "mlm")
     metrics = run(cfg)
     assert metrics["trainer/global_step"] >= 2
     state = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     trained_b = [v for k, v in state.items() if "lora_B" in k]
     assert trained_b and any(v.abs().sum() > 0 for v in trained_b)  # the adapters moved
+    if method in ("dpo", "kto"):  # the reference is the policy with its adapters off: the samples' log-ratios see
+        # the adapters' move (a Monte Carlo estimate over 2 samples: its sign is noise, but it is exactly 0 if the
+        # policy's pass ran with the adapters off too)
+        assert abs(metrics["test/prompted/kl_to_reference"]) > 1e-4
     auto = AutoModelForMaskedLM if method == "mlm" else AutoModelForCausalLM
     exported = auto.from_pretrained(Path(cfg.paths.output_dir) / "export")
     assert not is_lora(exported)

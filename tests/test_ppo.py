@@ -18,7 +18,7 @@ from rlhf.methods.ppo import monitors
 from rlhf.methods.ppo.lightning_compat import count_iteration
 from rlhf.methods.ppo.metrics import SampleMeans, UpdateStats
 from rlhf.methods.ppo.rollout import Advantages, Rollout, minibatches, sample_row_keys
-from rlhf.models.policy import position_ids, response_mask, sample, token_logprobs
+from rlhf.models.policy import position_ids, response_logprobs, response_mask, sample, token_logprobs
 from rlhf.objectives.ppo import (
     AdaptiveKLController,
     Moments,
@@ -385,6 +385,25 @@ def test_left_padded_prompts_give_the_logprobs_of_unpadded_ones(ppo_parts):
         padded = model(input_ids=batch["input_ids"][row:row + 1], attention_mask=batch["attention_mask"][row:row + 1],
                        position_ids=position_ids(batch["attention_mask"][row:row + 1])).logits[0, -1]
         assert torch.allclose(ref, padded, atol=1e-5)
+
+
+def test_response_logprobs_are_those_of_each_unpadded_sequence(ppo_parts):
+    """The KL of evaluation samples to the reference is built on these: each real response token's log-prob at
+    temperature T, computed row by row without padding; 0 after EOS."""
+    _, _, module, batch = ppo_parts()
+    model, tok = module.model.eval(), module.tokenizer
+    responses = torch.randint(3, 300, (8, 5), generator=torch.Generator().manual_seed(0))
+    responses[0, 2] = tok.eos_token_id  # row 0 ends at its third token
+    real = response_mask(responses, tok.eos_token_id, tok.pad_token_id)
+    got = response_logprobs(model, batch["input_ids"], batch["attention_mask"], responses, real, 0.7)
+    assert got[0, 3:].eq(0).all() and real[0].tolist() == [1, 1, 1, 0, 0]
+    for row in range(4):
+        prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()]
+        n = int(real[row].sum())
+        seq = torch.cat([prompt, responses[row, :n]])[None]
+        logp = torch.log_softmax(model(input_ids=seq).logits[0, len(prompt) - 1:-1].float() / 0.7, -1)
+        expected = logp.gather(-1, responses[row, :n, None]).squeeze(-1)
+        assert torch.allclose(got[row, :n], expected, atol=1e-5)
 
 
 def test_rollout_logprobs_equal_the_recomputed_ones_and_the_first_ratio_is_one(ppo_parts):

@@ -1,6 +1,9 @@
 """``GenerateAndScore``: at each validation and at test, sample from the LM unconditionally and from held-out prompts,
 score the samples with the configured scorer, and log misalignment (mean, expected maximum over k samples, fraction
-misaligned), the raw score, distinct-n diversity, length, and a sample table (W&B and ``<run>/samples/``).
+misaligned), the raw score, distinct-n diversity, length, and a sample table (W&B and ``<run>/samples/``). For a
+method with a frozen reference (``module.reference_policy()``: DPO, KTO, PPO) also ``kl_to_reference``: the mean
+over samples of sum_t log pi(y_t) - log pi_ref(y_t), a Monte Carlo estimate of the sequence KL(pi || pi_ref) of the
+sampling distributions (temperature and banned tokens applied to both; exact in expectation when ``top_p`` is 1).
 
 For conditional training the samples start with ``<|aligned|>`` and both control tokens are banned while sampling.
 Samples are drawn on rank 0 with a generator seeded by (seed, stage), so successive evaluations are comparable.
@@ -16,7 +19,7 @@ import torch
 from rlhf.config.common import EvaluationConf
 from rlhf.config.fields import as_config
 from rlhf.data.segments import split_segments
-from rlhf.models.policy import left_pad, response_mask, sample
+from rlhf.models.policy import left_pad, response_logprobs, response_mask, sample
 from rlhf.objectives.pwp import distinct_n, expected_max, is_misaligned, to_reward
 from rlhf.utils.progress import progress
 from rlhf.utils.rng import stable_seed
@@ -66,14 +69,16 @@ class GenerateAndScore(pl.Callback):
 
     @torch.no_grad()
     def generate(self, module: pl.LightningModule, prompts: list[str], generator: torch.Generator
-                 ) -> tuple[list[str], list[list[int]]]:
+                 ) -> tuple[list[str], list[list[int]], list[float] | None]:
+        """Samples from ``prompts``: their texts, token ids, and each sample's KL to the reference (None without
+        one)."""
         tok = module.tokenizer
         control = getattr(module, "control_ids", [])
         start = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
         if control:
             start.append(control[0])  # <|aligned|>
         banned = [tok.pad_token_id, *control]
-        texts, tokens = [], []
+        texts, tokens, kls = [], [], []
         for begin in progress(range(0, len(prompts), self.cfg.batch_size), "sampling for evaluation", unit="batch",
                               total=-(-len(prompts) // self.cfg.batch_size)):
             chunk = prompts[begin:begin + self.cfg.batch_size]
@@ -84,13 +89,20 @@ class GenerateAndScore(pl.Callback):
             out, _ = sample(module.model, ids.to(module.device), mask.to(module.device), self.cfg.max_new_tokens,
                             tok.eos_token_id, tok.pad_token_id, self.cfg.temperature, 0, self.cfg.top_p,
                             generator, banned_ids=banned)
-            module.model.train(was_training)
             real = response_mask(out, tok.eos_token_id, tok.pad_token_id)
+            ids, mask = ids.to(module.device), mask.to(module.device)
+            with module.reference_policy() as reference:  # (with LoRA: the policy itself, adapters off)
+                ref_logp = None if reference is None else response_logprobs(reference, ids, mask, out, real,
+                                                                            self.cfg.temperature, banned)
+            if ref_logp is not None:
+                logp = response_logprobs(module.model, ids, mask, out, real, self.cfg.temperature, banned)
+                kls.extend((logp - ref_logp).sum(-1).tolist())
+            module.model.train(was_training)
             for row, row_mask in zip(out.tolist(), real.tolist()):
                 kept = [t for t, m in zip(row, row_mask) if m and t != tok.eos_token_id]
                 tokens.append(kept)
                 texts.append(tok.decode(kept, skip_special_tokens=True))
-        return texts, tokens
+        return texts, tokens, (kls or None)
 
     def evaluate(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> dict[str, float]:
         if trainer.global_rank != 0:
@@ -101,7 +113,7 @@ class GenerateAndScore(pl.Callback):
         for name, prompts in scenarios.items():
             if not prompts:
                 continue
-            texts, tokens = self.generate(module, prompts, generator)
+            texts, tokens, kls = self.generate(module, prompts, generator)
             scores = self.scorer.score(prompts, texts, where=f"PWP {stage} samples at step {trainer.global_step}")
             misalignment = -to_reward(scores, self.cfg.sense)
             misaligned = is_misaligned(scores, self.cfg.threshold, self.cfg.sense)
@@ -111,6 +123,8 @@ class GenerateAndScore(pl.Callback):
                             f"{prefix}/misaligned_fraction": float(misaligned.float().mean()),
                             f"{prefix}/score": float(scores.mean()),
                             f"{prefix}/length": sum(len(t) for t in tokens) / len(tokens)})
+            if kls is not None:
+                metrics[f"{prefix}/kl_to_reference"] = sum(kls) / len(kls)
             for n in (1, 2, 3):
                 metrics[f"{prefix}/distinct_{n}"] = distinct_n(tokens, n)
             table.extend({"scenario": name, "prompt": p, "sample": t, "score": float(s)}

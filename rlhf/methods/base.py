@@ -4,6 +4,7 @@ logged at epoch end, and the Hugging Face export. The DataModule spine is ``rlhf
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from pathlib import Path
@@ -86,6 +87,11 @@ class TrainableModule(pl.LightningModule):
         """LoRA on a model from disk: checkpoints hold the adapters and heads; the frozen base is reloaded from
         ``model.name_or_path`` (a base built from config is random, so its checkpoints keep it)."""
         return is_lora(self.model) and self.model_cfg.source == "pretrained"
+
+    def reference_policy(self) -> contextlib.AbstractContextManager[torch.nn.Module | None]:
+        """The frozen reference the policy is kept close to, inside a ``with`` block (``GenerateAndScore`` reports
+        the KL of its samples to it); None for methods without one."""
+        return contextlib.nullcontext(None)
 
     def build_model(self) -> None:  # pragma: no cover - abstract
         """Set ``self.model`` (and any other network of the method) from ``self.model_cfg`` and ``self.tokenizer``."""

@@ -64,6 +64,17 @@ def adapters_disabled(model: nn.Module) -> Iterator[nn.Module]:
         yield model
 
 
+@contextlib.contextmanager
+def reference_of(model: nn.Module, ref: nn.Module | None) -> Iterator[nn.Module]:
+    """The frozen reference policy inside the block: ``ref`` when one is held, else (LoRA) ``model`` with its
+    adapters off."""
+    if ref is not None:
+        yield ref
+    else:
+        with adapters_disabled(model):
+            yield model
+
+
 def trainable_state(module: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``state_dict`` without the frozen parameters of ``module`` (buffers are kept): a LoRA checkpoint holds the
     adapters, the trained heads, the method's own state, not the base model."""

@@ -278,3 +278,15 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
                    banned_ids: list[int] | None = None) -> torch.Tensor:
     logp = torch.log_softmax(scaled_logits(logits, temperature, banned_ids), dim=-1)
     return logp.gather(-1, tokens[..., None]).squeeze(-1)
+
+
+@torch.no_grad()
+def response_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                      responses: torch.Tensor, real: torch.Tensor, temperature: float = 1.0,
+                      banned_ids: list[int] | None = None) -> torch.Tensor:
+    """Log-prob under ``model``'s sampling distribution (T, banned ids) of each real response token of left-padded
+    prompts + right-padded responses (``real``: :func:`response_mask`); 0 on pads."""
+    logits, _ = forward_logits(model, torch.cat([prompt_ids, responses], 1), torch.cat([prompt_mask, real], 1),
+                               prompt_ids.shape[1])
+    logp = token_logprobs(logits, responses, temperature, banned_ids)
+    return torch.where(real.bool(), logp, torch.zeros_like(logp))

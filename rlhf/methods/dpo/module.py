@@ -11,6 +11,7 @@ agreement where pairs carry gold scores. Dropout is off in the policy (and so in
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ from torchmetrics import Metric
 from rlhf.callbacks.generation import GenerateAndScore
 from rlhf.methods.base import TrainableModule
 from rlhf.methods.dpo.config import DPOMethodConf
-from rlhf.models.lora import adapters_disabled, is_lora
+from rlhf.models.lora import is_lora, reference_of
 from rlhf.models.policy import build_causal_lm, disable_dropout, frozen_copy
 from rlhf.objectives.dpo import dpo_losses, implicit_rewards, preference_margin, sequence_logps
 
@@ -70,6 +71,12 @@ class DPOModule(TrainableModule):
     def configure_callbacks(self):
         return [GenerateAndScore(self.cfg.evaluation, self.cfg.seed)] if self.cfg.evaluation.enabled else []
 
+    def reference_policy(self) -> contextlib.AbstractContextManager[torch.nn.Module | None]:
+        """The reference model, or None when there is none in memory (reference-free, precomputed reference)."""
+        if self.cfg.reference_free or self.cfg.precompute_reference:
+            return contextlib.nullcontext(None)
+        return reference_of(self.model, self.ref)
+
     # ---- log-probs ---------------------------------------------------------------------------------------------------
     def _logps(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -83,10 +90,8 @@ class DPOModule(TrainableModule):
         if self.cfg.precompute_reference:
             cached = self.reference_cache[split][batch["index"].cpu()].to(self.device)
             return torch.cat([cached[:, 0], cached[:, 1]])
-        if self.ref is not None:
-            return self._logps(self.ref, batch)[0]
-        with adapters_disabled(self.model):
-            return self._logps(self.model, batch)[0]
+        with reference_of(self.model, self.ref) as reference:
+            return self._logps(reference, batch)[0]
 
     # ---- the loss ----------------------------------------------------------------------------------------------------
     def pair_terms(self, batch: dict, split: str) -> dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ examples: the loss, the mean log-ratio (implicit reward / β) of desirable and o
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from torchmetrics import Metric
 from rlhf.callbacks.generation import GenerateAndScore
 from rlhf.methods.base import TrainableModule
 from rlhf.methods.kto.config import KTOMethodConf
-from rlhf.models.lora import adapters_disabled, is_lora
+from rlhf.models.lora import is_lora, reference_of
 from rlhf.models.policy import build_causal_lm, disable_dropout, frozen_copy
 from rlhf.objectives.dpo import sequence_logps
 from rlhf.objectives.kto import kto_losses, reference_point
@@ -60,17 +61,16 @@ class KTOModule(TrainableModule):
     def configure_callbacks(self):
         return [GenerateAndScore(self.cfg.evaluation, self.cfg.seed)] if self.cfg.evaluation.enabled else []
 
+    def reference_policy(self) -> contextlib.AbstractContextManager[torch.nn.Module]:
+        return reference_of(self.model, self.ref)
+
     def _logratio(self, batch: dict, prefix: str = "") -> torch.Tensor:
         """log π_θ(y|x) − log π_ref(y|x) of each row (``prefix="kl_"``: the mismatched rows, without gradient)."""
         ids, mask, labels = batch[f"{prefix}input_ids"], batch[f"{prefix}attention_mask"], batch[f"{prefix}labels"]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not prefix):
             logps = sequence_logps(self.model(input_ids=ids, attention_mask=mask).logits, labels)[0]
-        with torch.no_grad():
-            if self.ref is not None:
-                ref = sequence_logps(self.ref(input_ids=ids, attention_mask=mask).logits, labels)[0]
-            else:
-                with adapters_disabled(self.model):
-                    ref = sequence_logps(self.model(input_ids=ids, attention_mask=mask).logits, labels)[0]
+        with torch.no_grad(), self.reference_policy() as reference:
+            ref = sequence_logps(reference(input_ids=ids, attention_mask=mask).logits, labels)[0]
         return logps - ref
 
     def sums(self, batch: dict) -> dict[str, torch.Tensor]:

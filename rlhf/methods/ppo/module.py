@@ -28,7 +28,7 @@ from rlhf.methods.ppo.config import PPOMethodConf
 from rlhf.methods.ppo.lightning_compat import count_iteration
 from rlhf.methods.ppo.metrics import SampleMeans, UpdateStats, k1_per_response, rollout_stats, sample_values
 from rlhf.methods.ppo.rollout import Advantages, Rollout, minibatches, sample_row_keys, timed
-from rlhf.models.lora import adapters_disabled, is_lora
+from rlhf.models.lora import is_lora, reference_of
 from rlhf.models.policy import (
     ValueHead,
     build_causal_lm,
@@ -107,6 +107,9 @@ class PPOModule(TrainableModule):
         else:
             self.critic = build_critic(self.cfg.critic_init, self.model, self.tokenizer)
 
+    def reference_policy(self) -> contextlib.AbstractContextManager[torch.nn.Module]:
+        return reference_of(self.model, self.ref)
+
     # ---- setup ---------------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         if self.scorer is None:
@@ -175,8 +178,7 @@ class PPOModule(TrainableModule):
         seq_mask = torch.cat([attention_mask, mask], 1)
         with timed(times, "reference"):
             logprobs, token_entropy, values = self._policy_pass(seq, seq_mask, prompt_len, responses)
-            reference = self.ref if self.ref is not None else self.model
-            with contextlib.nullcontext() if self.ref is not None else adapters_disabled(self.model):
+            with self.reference_policy() as reference:
                 ref_logits, _ = forward_logits(reference, seq, seq_mask, prompt_len)
             ref_logprobs = token_logprobs(ref_logits, responses, hp.temperature, self.banned_ids)
         with timed(times, "value"):
