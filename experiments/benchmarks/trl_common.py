@@ -1,0 +1,127 @@
+"""What the benchmarks against TRL share: the tiny GPT-2 both sides train, our run read back from its CSV log, a
+TRL worker timed over the same steady logging windows, and the interleaved loop that prints the ratio."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+MODEL = dict(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=512)
+LOG_EVERY = 10
+
+# our side of every benchmark: the same tiny GPT-2 (BPE 4,096 trained by our run, reused by TRL), dropout off, no
+# checkpoints, validation, export or progress bar
+OURS_COMMON = [
+    "model.arch=gpt2", "model.tokenizer.algorithm=bpe", "model.tokenizer.vocab_size=4096",
+    *(f"model.{k}={v}" for k, v in MODEL.items()), "model.dropout=0.0", "model.attention_dropout=0.0",
+    f"trainer.log_every_n_steps={LOG_EVERY}", "trainer.limit_val_batches=0", "trainer.enable_checkpointing=false",
+    "trainer.enable_model_summary=false", "export=false", "logger=csv", "callbacks.progress_bar=null",
+    "callbacks.lr_monitor=null", "method.min_lr_ratio=0",
+]
+
+# prepended to each TRL worker: the model built from the same config and tokenizer, and a callback that marks the
+# end of every logging window (the first window, with start-up, is left out as on our side)
+TRL_PRELUDE = r'''
+import json, sys, time, os
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, TrainerCallback
+args_in = json.loads(sys.argv[1])
+torch.manual_seed(42)
+tok = AutoTokenizer.from_pretrained(args_in["tokenizer_dir"])
+m = args_in["model"]
+model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=m["hidden_size"], n_layer=m["num_layers"],
+                                   n_head=m["num_heads"], n_inner=m["intermediate_size"], n_positions=512,
+                                   resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tok.bos_token_id,
+                                   eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+def rows(split):
+    return [json.loads(l) for l in open(f"{args_in['data']}/{args_in['prefix']}_{split}.jsonl")]
+
+class Window(TrainerCallback):
+    def __init__(self):
+        self.marks = []
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step % args_in["log_every"] == 0:
+            self.marks.append(time.perf_counter())
+window = Window()
+common = dict(max_steps=args_in["steps"], learning_rate=args_in["lr"], weight_decay=0.01,
+              warmup_steps=args_in["warmup"], lr_scheduler_type="linear", max_grad_norm=1.0,
+              logging_steps=args_in["log_every"], save_strategy="no", eval_strategy="no", report_to=[],
+              disable_tqdm=True, use_cpu=True, dataloader_drop_last=True, seed=42, bf16=False,
+              dataloader_num_workers=0)
+def steady_rate(per_step):
+    spans = [b - a for a, b in zip(window.marks, window.marks[1:])]
+    return args_in["log_every"] * per_step * len(spans) / sum(spans)
+'''
+
+
+def run_ours(overrides: list[str], workdir: Path, column: str, per_row: float) -> tuple[dict, dict, Path]:
+    """One ``rlhf-train`` run; its rate: the harmonic mean of ``column`` over the logging windows after the first,
+    times ``per_row``. Returns (rate and wall time, metrics.json, the tokenizer directory)."""
+    run_dir = workdir / f"ours-{time.time_ns()}"
+    started = time.perf_counter()
+    subprocess.run(["rlhf-train", *OURS_COMMON, *overrides, f"hydra.run.dir={run_dir}", f"paths.root_dir={workdir}"],
+                   check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    with open(run_dir / "csv" / "version_0" / "metrics.csv") as handle:
+        rates = [float(r[column]) * per_row for r in csv.DictReader(handle) if r.get(column)]
+    steady = rates[1:]
+    return ({"rate": len(steady) / sum(1 / r for r in steady), "wall_s": wall},
+            json.loads((run_dir / "metrics.json").read_text()), run_dir / "tokenizer")
+
+
+def run_trl(worker: str, workdir: Path, **settings) -> dict:
+    """A TRL worker (``TRL_PRELUDE`` + ``worker``) in its own process; it writes its result to ``settings['out']``."""
+    out = workdir / f"trl-{time.time_ns()}.json"
+    started = time.perf_counter()
+    payload = json.dumps({**settings, "out": str(out), "model": MODEL, "log_every": LOG_EVERY})
+    done = subprocess.run([sys.executable, "-c", TRL_PRELUDE + worker, payload], cwd=workdir, text=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if done.returncode:
+        raise SystemExit(f"the TRL worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    result = json.loads(out.read_text())
+    result["wall_s"] = time.perf_counter() - started
+    return result
+
+
+def interleave(repeats: int, ours: Callable[[], dict], trl: Callable[[], dict], unit: str, quality: str
+               ) -> dict[str, list[dict]]:
+    """ours, TRL, ours, TRL, ...: each result has ``rate`` (``unit``/s) and ``quality`` (a held-out measure)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    results: dict[str, list[dict]] = {"rlhf-train": [], "trl": []}
+    for i in range(repeats):
+        results["rlhf-train"].append(ours())
+        results["trl"].append(trl())
+        for name in results:
+            r = results[name][-1]
+            print(f"[{i + 1}/{repeats}] {name:<10} {r['rate']:9.1f} {unit}/s  {quality} {r[quality]:.3f}  "
+                  f"(wall {r['wall_s']:.1f} s incl. start-up)", flush=True)
+    return results
+
+
+def report(results: dict[str, list[dict]], unit: str, quality: str, goal: float) -> float:
+    med = {n: statistics.median(r["rate"] for r in rs) for n, rs in results.items()}
+    q = {n: statistics.mean(r[quality] for r in rs) for n, rs in results.items()}
+    for name in results:
+        runs = ", ".join(f"{r['rate']:.1f}" for r in results[name])
+        print(f"{name:<10}: {med[name]:9.1f} {unit}/s (median of {runs}), mean {quality} {q[name]:.3f}")
+    ratio = med["rlhf-train"] / med["trl"]
+    print(f"throughput ratio rlhf/trl = {ratio:.2f} (goal >= {goal}: {'met' if ratio >= goal else 'NOT met'}); "
+          f"{quality} difference {q['rlhf-train'] - q['trl']:+.3f}")
+    return ratio
+
+
+def require_trl() -> None:
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        raise SystemExit("TRL is not installed: pip install -e '.[bench]'") from None
