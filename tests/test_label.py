@@ -14,11 +14,11 @@ from rlhf.data.readers import DropReport, read_records
 ITEMS = [{"prompt": f"headline {i}", "a": f"first answer {i}", "b": f"second answer {i}"} for i in range(4)]
 
 
-def _label(tmp_path, keys: str, mode: str = "pairs", items=ITEMS):
+def _label(tmp_path, keys: str, mode: str = "pairs", items=ITEMS, extra=()):
     source = tmp_path / "items.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in items))
     return subprocess.run([sys.executable, "-m", "rlhf.label", "--input", str(source), "--output",
-                           str(tmp_path / "out.jsonl"), "--mode", mode, "--labeler", "tester"],
+                           str(tmp_path / "out.jsonl"), "--mode", mode, "--labeler", "tester", *extra],
                           input=keys, capture_output=True, text=True, timeout=60)
 
 
@@ -52,8 +52,9 @@ def test_restart_resumes_where_it_stopped(tmp_path):
 
 def test_ratings_mode(tmp_path):
     items = [{"prompt": "p", "response": f"r{i}"} for i in range(2)]
-    out = _label(tmp_path, "4\n9\n2\n", mode="ratings", items=items)
+    out = _label(tmp_path, "4\n9\n2\n", mode="ratings", items=items, extra=["--scale", "1-5"])
     assert out.returncode == 0
+    assert "'9' is not one of 1, 2, 3, 4, 5, u, s, q" in out.stdout
     rows = read_records(tmp_path / "out.jsonl")
     clean = validate_records(rows, "ratings", {}, "out.jsonl", Policy(strict=True), DropReport("x"))
     assert [r["rating"] for r in clean] == [4.0, 2.0]

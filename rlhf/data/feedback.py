@@ -95,6 +95,9 @@ def validate_records(rows, kind: str, columns: Any, origin: str, policy: Policy,
                 continue
             record, col = {**parsed, "margin": parsed.get("margin")}, {f: f for f in col}
         prompt = record[col["prompt"]] if reader is not None else _text(record, col["prompt"], where)
+        if kind == "pairs" and record.get("tie") is True:  # rlhf-label's tie: an answer with no preference to learn
+            report.drop("tie", where)
+            continue
         if kind == "pairs":
             chosen, rejected = _text(record, col["chosen"], where), _text(record, col["rejected"], where)
             if not chosen.strip() or not rejected.strip():

@@ -10,6 +10,8 @@ import csv
 import gzip
 import json
 import math
+import os
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,3 +207,17 @@ def require_text(record: dict, column: str, where: str, available: list[str] | N
     if not isinstance(value, str):
         raise DataError(f"{where}: column '{column}' must be text, got {type(value).__name__} ({value!r:.40})")
     return value
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """Write to a temporary file and rename: a crash never leaves half a dataset."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            for record in records:
+                handle.write(json.dumps(record) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -13,16 +13,14 @@ Articles are assigned to train/val/test by a hash of their id, so no text is sha
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 
 from rlhf.data.corpora import bbc_news
 from rlhf.data.documents import split_of
+from rlhf.data.readers import write_jsonl
 from rlhf.scoring.gold import gold_scorer
 from rlhf.utils.progress import progress
 
@@ -74,20 +72,6 @@ def make_feedback(scorer: str = "vader", temperature: float = 0.1, pairs_per_art
             out["ratings"][split].append({"prompt": prompt, "response": candidates[k], "rating": float(rating),
                                           "gold": scores[k], "article": article["id"]})
     return out
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    """Write to a temporary file and rename: a crash never leaves half a dataset."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            for record in records:
-                handle.write(json.dumps(record) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_feedback(out_dir: str | Path, **kwargs) -> dict[str, int]:
