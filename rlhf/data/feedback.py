@@ -72,6 +72,48 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def implied_pairs(rows, report: DropReport):
+    """``rlhf-label`` rankings and corrections as the pairs they imply, under their own row numbers: a ranking of K
+    responses (best first) gives all K(K-1)/2 pairs (Bradley-Terry over every implied pair, as InstructGPT trains;
+    Plackett-Luce is not implemented); a correction gives correction > original (a critique without an improved
+    response implies no pair: counted as ``no_correction``). Other rows pass unchanged."""
+    for row, record in rows:
+        if isinstance(record.get("responses"), list) and "ranking" in record:
+            ranked = record["responses"]
+            for i in range(len(ranked)):
+                for j in range(i + 1, len(ranked)):
+                    yield row, {**record, "chosen": ranked[i], "rejected": ranked[j]}
+        elif "correction" in record and "response" in record:
+            if isinstance(record["correction"], str) and record["correction"].strip():
+                yield row, {**record, "chosen": record["correction"], "rejected": record["response"]}
+            else:
+                report.drop("no_correction", f"row {row}")
+        else:
+            yield row, record
+
+
+HINDSIGHT = "{prompt}\nA worse answer: {response}\nWhat is wrong with it: {critique}\nA better answer:"
+
+
+def corrections_as_demonstrations(rows, report: DropReport, hindsight: bool):
+    """``rlhf-label`` corrections as demonstrations of the improved response (learning from language feedback:
+    SFT on the person's refinement). With ``hindsight`` the prompt also holds the original answer and the critique
+    (``HINDSIGHT``, in the spirit of Chain of Hindsight). A critique without an improved response is counted
+    (``no_correction``) and left out. Other rows pass unchanged."""
+    for row, record in rows:
+        if "correction" in record and "response" in record:
+            if not (isinstance(record["correction"], str) and record["correction"].strip()):
+                report.drop("no_correction", f"row {row}")
+                continue
+            prompt = record["prompt"]
+            if hindsight and isinstance(prompt, str):
+                prompt = HINDSIGHT.format(prompt=prompt, response=record["response"],
+                                          critique=record.get("critique") or "(none given)")
+            yield row, {"prompt": prompt, "response": record["correction"]}
+        else:
+            yield row, record
+
+
 def validate_records(rows, kind: str, columns: Any, origin: str, policy: Policy, report: DropReport,
                      rating_range: Sequence[float] | None = None, fmt: str = "auto") -> list[dict]:
     """Clean records ``{"prompt", "chosen", "rejected", "margin"}`` (margin 0 where the row has none) or ``{"prompt", "response", "rating"}``.
@@ -81,6 +123,8 @@ def validate_records(rows, kind: str, columns: Any, origin: str, policy: Policy,
     ``data.source.format`` (a public format is read by ``rlhf.data.formats``; its prompt may be a message list).
     """
     fields = PAIR_FIELDS if kind == "pairs" else RATING_FIELDS
+    if kind == "pairs":
+        rows = implied_pairs(rows, report)
     names = as_config(FeedbackColumnsConf, columns)
     col = {f: getattr(names, f) for f in (*fields, "margin")}
     reader = PAIR_FORMATS.get(fmt)
@@ -140,17 +184,18 @@ def validate_records(rows, kind: str, columns: Any, origin: str, policy: Policy,
 
 
 def validate_demonstrations(rows, columns: Any, origin: str, policy: Policy, report: DropReport,
-                            fmt: str = "auto") -> list[dict]:
+                            fmt: str = "auto", hindsight: bool = False) -> list[dict]:
     """Clean demonstrations ``{"prompt", "response"}`` for supervised fine-tuning, from ``prompt``/``response``
     columns, from a conversation (``columns.messages``: a list of ``{role, content}`` whose last, assistant, message
     is the response), or, for a pair format (``pairs``, ``hh``, ``ultrafeedback``, ``tldr``, ``shp``), the chosen
-    responses. ``prompt`` may be a message list (rendered with the chat template when tokenized)."""
+    responses; ``rlhf-label`` corrections give their improved responses (``corrections_as_demonstrations``).
+    ``prompt`` may be a message list (rendered with the chat template when tokenized)."""
     if fmt == "pairs" or fmt in PAIR_FORMATS:
         pairs = validate_records(rows, "pairs", columns, origin, policy, report, None, fmt)
         return [{"prompt": r["prompt"], "response": r["chosen"]} for r in pairs]
     names = as_config(FeedbackColumnsConf, columns)
     clean = []
-    for row, record in rows:
+    for row, record in corrections_as_demonstrations(rows, report, hindsight):
         where = f"{origin}, row {row}"
         if names.response in record or names.messages not in record:
             prompt, response = _text(record, names.prompt, where), _text(record, names.response, where)

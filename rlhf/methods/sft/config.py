@@ -17,6 +17,9 @@ class SFTDataConf(RecordDataConf):
     packing: bool = spec(False, help="Lay several examples end to end in blocks of max_length tokens; each attends "
                                      "only to itself (a block-diagonal mask, positions restart), so the loss is the "
                                      "same as unpacked. false: one padded example per row.")
+    hindsight: bool = spec(False, help="rlhf-label corrections: put the original answer and the critique in the "
+                                       "prompt of the improved response (Chain of Hindsight style); false: SFT on "
+                                       "prompt -> improved response.")
 
     def check(self) -> list[tuple[str, str]]:
         if self.source.format == "ratings":

@@ -24,7 +24,7 @@ class SFTDataModule(RecordDataModule):
     def _validate(self, origin: str, rows: Any, report) -> list[dict]:
         fmt = self.cfg.source.format
         return validate_demonstrations(rows, self.cfg.source.columns, origin, self.policy, report,
-                                       "pairs" if self.cfg.source.kind == "simulated" else fmt)
+                                       "pairs" if self.cfg.source.kind == "simulated" else fmt, self.cfg.hindsight)
 
     def build_dataset(self, split: str) -> EpochIndexed:
         """``prompt + response + EOS`` per demonstration (the prompt cut from the left to fit), with a mask of the
