@@ -48,9 +48,9 @@ def read_prompts(path: Path, limit: int | None) -> list[str | list[dict]]:
     return prompts[:limit] if limit else prompts
 
 
-def revision_of(policy: str, model) -> str:
-    """The hub commit the weights came from, else a short hash of the weight files on disk."""
-    commit = getattr(model.config, "_commit_hash", None)
+def revision_of(policy: str, config=None) -> str:
+    """The hub commit the weights came from (``config._commit_hash``), else a short hash of the weight files."""
+    commit = getattr(config, "_commit_hash", None)
     if commit:
         return str(commit)
     digest = hashlib.sha256()
@@ -79,38 +79,89 @@ def candidate_rows(prompts: list, responses: list[list[str]], mode: str, base: d
     return rows
 
 
-def generate(policy: str, prompts: list, k: int, max_new_tokens: int, temperature: float, top_p: float, top_k: int,
-             seed: int, batch_size: int, device: str = "cpu") -> tuple[list[list[str]], str]:
-    """``k`` sampled responses per prompt (chat prompts through the chat template), and the policy's revision."""
-    import torch
+def load_policy(policy: str, device: str = "cpu"):
+    """A causal LM and its tokenizer, in eval mode (a tokenizer without a pad token pads with EOS: pads are masked)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rlhf.data.formats import render_prompt
-    from rlhf.models.policy import left_pad, response_mask, sample
-    from rlhf.utils.progress import progress
 
     tok = AutoTokenizer.from_pretrained(policy)
     model = AutoModelForCausalLM.from_pretrained(policy).to(device).eval()
-    if tok.pad_token_id is None:  # a hub tokenizer without one: pads are masked out, any id will do
+    if tok.pad_token_id is None:
         tok.pad_token_id = tok.eos_token_id
+    return tok, model
+
+
+def sample_texts(tok, model, prompts: list, max_new_tokens: int, temperature: float, top_p: float, top_k: int,
+                 generator, batch_size: int, reference=None, desc: str = "sampling") -> tuple[list[str], list[float]]:
+    """One sampled response per entry of ``prompts`` (chat prompts through the chat template); with a
+    ``reference`` model, also each sample's sum_t log pi(y_t) - log pi_ref(y_t) (a Monte Carlo estimate of the
+    sequence KL when the samples come from the policy itself: temperature 1, top-p 1, top-k 0)."""
+    import torch
+
+    from rlhf.data.formats import render_prompt
+    from rlhf.models.policy import left_pad, response_logprobs, response_mask, sample
+    from rlhf.utils.progress import progress
+
+    device = next(model.parameters()).device
     start = [tok.bos_token_id] if tok.bos_token_id is not None else []
-    rows = [start + tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in prompts for _ in range(k)]
-    if not start and any(not r for r in rows):
-        rows = [r or [tok.eos_token_id] for r in rows]  # an empty prompt needs one token to condition on
-    generator = torch.Generator(device=device).manual_seed(seed)
-    texts = []
+    rows = [start + tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in prompts]
+    rows = [r or [tok.eos_token_id] for r in rows]  # an empty prompt needs one token to condition on
+    banned = [tok.pad_token_id] if tok.pad_token_id != tok.eos_token_id else None
+    texts, kls = [], []
     with torch.no_grad():
-        for begin in progress(range(0, len(rows), batch_size), "sampling", total=-(-len(rows) // batch_size),
+        for begin in progress(range(0, len(rows), batch_size), desc, total=-(-len(rows) // batch_size),
                               unit="batch"):
             ids, mask = left_pad(rows[begin:begin + batch_size], tok.pad_token_id)
-            out, _ = sample(model, ids.to(device), mask.to(device), max_new_tokens, tok.eos_token_id,
-                            tok.pad_token_id, temperature, top_k, top_p, generator,
-                            banned_ids=[tok.pad_token_id] if tok.pad_token_id != tok.eos_token_id else None)
+            ids, mask = ids.to(device), mask.to(device)
+            out, _ = sample(model, ids, mask, max_new_tokens, tok.eos_token_id, tok.pad_token_id, temperature,
+                            top_k, top_p, generator, banned_ids=banned)
             real = response_mask(out, tok.eos_token_id, tok.pad_token_id)
+            if reference is not None:
+                kl = (response_logprobs(model, ids, mask, out, real, temperature, banned)
+                      - response_logprobs(reference, ids, mask, out, real, temperature, banned)).sum(-1)
+                kls.extend(kl.tolist())
             for row, row_mask in zip(out.tolist(), real.tolist()):
                 kept = [t for t, m in zip(row, row_mask) if m and t != tok.eos_token_id]
                 texts.append(tok.decode(kept, skip_special_tokens=True).strip())
-    return [texts[i * k:(i + 1) * k] for i in range(len(prompts))], revision_of(policy, model)
+    return texts, kls
+
+
+def generate(policy: str, prompts: list, k: int, max_new_tokens: int, temperature: float, top_p: float, top_k: int,
+             seed: int, batch_size: int, device: str = "cpu") -> tuple[list[list[str]], str]:
+    """``k`` sampled responses per prompt, and the policy's revision."""
+    import torch
+
+    tok, model = load_policy(policy, device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    texts, _ = sample_texts(tok, model, [p for p in prompts for _ in range(k)], max_new_tokens, temperature, top_p,
+                            top_k, generator, batch_size)
+    return [texts[i * k:(i + 1) * k] for i in range(len(prompts))], revision_of(policy, model.config)
+
+
+def gold_and_kl(policy: str, reference: str, prompts: list, samples: int, max_new_tokens: int, seed: int,
+                scorer: dict | None = None, batch_size: int = 64, device: str = "cpu") -> dict[str, float]:
+    """A policy's held-out yardstick: the gold score (``scorer``, default VADER) of ``samples`` pure samples per
+    prompt, and their KL to ``reference``; means with standard errors."""
+    import math
+
+    import torch
+
+    from rlhf.scoring.build import build_scorer
+
+    tok, model = load_policy(policy, device)
+    _, ref = load_policy(reference, device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    repeated = [p for p in prompts for _ in range(samples)]
+    texts, kls = sample_texts(tok, model, repeated, max_new_tokens, 1.0, 1.0, 0, generator, batch_size, ref,
+                              desc="sampling for evaluation")
+    gold = build_scorer(scorer or {"kind": "gold", "name": "vader"}, "evaluation scorer")
+    scores = gold.score([p if isinstance(p, str) else "" for p in repeated], texts, where="held-out samples").tolist()
+
+    def mean_se(xs: list[float]) -> tuple[float, float]:
+        m = sum(xs) / len(xs)
+        return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs)) if len(xs) > 1 else 0.0)
+
+    (g, g_se), (kl, kl_se) = mean_se(scores), mean_se(kls)
+    return {"gold": g, "gold_se": g_se, "kl": kl, "kl_se": kl_se, "samples": len(scores), "prompts": len(prompts)}
 
 
 def main(argv: list[str] | None = None) -> None:

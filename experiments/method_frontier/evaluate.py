@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -23,11 +22,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rlhf.data.formats import render_prompt
-from rlhf.models.policy import left_pad, response_logprobs, response_mask, sample
-from rlhf.scoring.build import build_scorer
+from rlhf.sample import gold_and_kl
 from rlhf.train import CONFIG_DIR  # (registers the schemas and resolvers)
 
 
@@ -50,42 +46,6 @@ def held_out_prompts(count: int, cache_dir: str) -> list[str]:
     return prompts[:count]
 
 
-@torch.no_grad()
-def evaluate(policy_dir: str, reference_dir: str, prompts: list[str], samples: int, max_new_tokens: int, seed: int,
-             batch_size: int = 64) -> dict[str, float]:
-    tok = AutoTokenizer.from_pretrained(policy_dir)
-    policy = AutoModelForCausalLM.from_pretrained(policy_dir).eval()
-    reference = AutoModelForCausalLM.from_pretrained(reference_dir).eval()
-    scorer = build_scorer({"kind": "gold", "name": "vader"}, "evaluate.py gold scorer")
-    start = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
-    banned = [tok.pad_token_id]
-    rendered = [render_prompt(tok, p) for p in prompts for _ in range(samples)]
-    generator = torch.Generator().manual_seed(seed)
-    scores, kls, lengths = [], [], []
-    for begin in range(0, len(rendered), batch_size):
-        chunk = rendered[begin:begin + batch_size]
-        ids, mask = left_pad([start + tok(p, add_special_tokens=False)["input_ids"] for p in chunk], tok.pad_token_id)
-        out, _ = sample(policy, ids, mask, max_new_tokens, tok.eos_token_id, tok.pad_token_id, 1.0, 0, 1.0,
-                        generator, banned_ids=banned)
-        real = response_mask(out, tok.eos_token_id, tok.pad_token_id)
-        kl = (response_logprobs(policy, ids, mask, out, real, 1.0, banned)
-              - response_logprobs(reference, ids, mask, out, real, 1.0, banned)).sum(-1)
-        texts = [tok.decode([t for t, m in zip(row, row_mask) if m and t != tok.eos_token_id], skip_special_tokens=True)
-                 for row, row_mask in zip(out.tolist(), real.tolist())]
-        scores.extend(scorer.score(chunk, texts, where="frontier evaluation").tolist())
-        kls.extend(kl.tolist())
-        lengths.extend(real.sum(-1).tolist())
-
-    def mean_se(xs: list[float]) -> tuple[float, float]:
-        m = sum(xs) / len(xs)
-        return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
-
-    gold, gold_se = mean_se(scores)
-    kl, kl_se = mean_se(kls)
-    return {"gold": gold, "gold_se": gold_se, "kl": kl, "kl_se": kl_se, "length": sum(lengths) / len(lengths),
-            "samples": len(scores), "prompts": len(prompts)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", required=True, help="the policy's export directory")
@@ -99,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     prompts = held_out_prompts(args.prompts, args.cache_dir)
-    result = evaluate(args.policy, args.reference, prompts, args.samples, args.max_new_tokens, args.seed)
+    result = gold_and_kl(args.policy, args.reference, prompts, args.samples, args.max_new_tokens, args.seed)
     result.update(policy=args.policy, reference=args.reference, seed=args.seed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

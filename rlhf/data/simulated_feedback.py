@@ -39,6 +39,12 @@ def sentences(text: str, min_words: int = 6, max_words: int = 40) -> list[str]:
     return out
 
 
+def bradley_terry_choice(score_a: float, score_b: float, temperature: float, rng: random.Random) -> bool:
+    """A simulated annotator's comparison: True (a preferred) with probability sigmoid((g(a) - g(b)) / T)."""
+    z = max(-50.0, min(50.0, (score_a - score_b) / temperature))  # sigmoid without overflow
+    return rng.random() < 1.0 / (1.0 + math.exp(-z))
+
+
 def make_feedback(scorer: str = "vader", temperature: float = 0.1, pairs_per_article: int = 4,
                   max_articles: int | None = None, seed: int = 0, val_fraction: float = 0.1,
                   test_fraction: float = 0.1) -> dict[str, dict[str, list[dict]]]:
@@ -59,10 +65,7 @@ def make_feedback(scorer: str = "vader", temperature: float = 0.1, pairs_per_art
         prompt = article["title"]
         for _ in range(pairs_per_article):
             i, j = rng.sample(range(len(candidates)), 2)
-            z = max(-50.0, min(50.0, (scores[i] - scores[j]) / temperature))  # sigmoid without overflow
-            p_i = 1.0 / (1.0 + math.exp(-z))
-            first_wins = rng.random() < p_i
-            chosen, rejected = (i, j) if first_wins else (j, i)
+            chosen, rejected = (i, j) if bradley_terry_choice(scores[i], scores[j], temperature, rng) else (j, i)
             out["pairs"][split].append({
                 "prompt": prompt, "chosen": candidates[chosen], "rejected": candidates[rejected],
                 "gold_chosen": scores[chosen], "gold_rejected": scores[rejected], "article": article["id"]})

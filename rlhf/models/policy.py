@@ -269,6 +269,7 @@ def forward_logits(model: PreTrainedModel, input_ids: torch.Tensor, attention_ma
 def scaled_logits(logits: torch.Tensor, temperature: float, banned_ids: list[int] | None = None) -> torch.Tensor:
     """The logits of the sampling distribution: divided by T, banned tokens at -inf."""
     logits = logits.float() / temperature
+    banned_ids = [i for i in banned_ids or () if i < logits.shape[-1]]  # a token the model lacks has probability 0
     if banned_ids:
         logits = logits.index_fill(-1, torch.tensor(banned_ids, device=logits.device), float("-inf"))
     return logits
@@ -286,7 +287,8 @@ def response_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_m
                       banned_ids: list[int] | None = None) -> torch.Tensor:
     """Log-prob under ``model``'s sampling distribution (T, banned ids) of each real response token of left-padded
     prompts + right-padded responses (``real``: :func:`response_mask`); 0 on pads."""
-    logits, _ = forward_logits(model, torch.cat([prompt_ids, responses], 1), torch.cat([prompt_mask, real], 1),
-                               prompt_ids.shape[1])
+    seq, seq_mask = torch.cat([prompt_ids, responses], 1), torch.cat([prompt_mask, real], 1)
+    seq = torch.where(seq_mask.bool(), seq, torch.zeros_like(seq))  # pads may be ids a reference lacks (an added pad)
+    logits, _ = forward_logits(model, seq, seq_mask, prompt_ids.shape[1])
     logp = token_logprobs(logits, responses, temperature, banned_ids)
     return torch.where(real.bool(), logp, torch.zeros_like(logp))
