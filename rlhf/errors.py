@@ -34,7 +34,7 @@ class NonFiniteError(RuntimeError):
 
 
 class Preempted(RuntimeError):
-    """The run stopped on SIGTERM after saving a resumable checkpoint (exit status 143)."""
+    """The run stopped on SIGTERM, SIGUSR1 or SIGUSR2 after saving a resumable checkpoint (exit status 143)."""
 
 
 class PushError(RuntimeError):

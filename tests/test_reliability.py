@@ -285,6 +285,46 @@ def test_sigterm_at_an_epoch_boundary_or_mid_epoch_resumes_exactly(make_cfg, mon
     assert resumed["test/loss"] == pytest.approx(reference["test/loss"], rel=1e-6)
 
 
+@pytest.mark.parametrize("signame", ["SIGUSR1", "SIGUSR2", "SIGTERM"])
+def test_each_cluster_signal_stops_at_a_step_with_a_checkpoint_then_hands_over_to_the_launcher(
+        make_cfg, monkeypatch, signame):
+    """SLURM's warning (SIGUSR1), submitit's (SIGUSR2) and SIGTERM sent to a running job: it stops at the next step
+    boundary with last.ckpt; for SIGUSR1/2 the handler installed before (the launcher's requeue, here a recorder)
+    runs after the checkpoint is on disk; the resumed run ends where the uninterrupted one does."""
+    from lightning.pytorch.callbacks import Callback
+
+    from rlhf.errors import Preempted
+
+    small = ["data.source.max_documents=16", "data.split.val_fraction=0.25", "data.split.test_fraction=0.25",
+             "trainer.max_steps=12", "trainer.val_check_interval=12"]
+    reference = run(make_cfg(*small, subdir="reference"))
+    signum = getattr(signal, signame)
+    stopped = make_cfg(*small, subdir="stopped")
+    last = Path(stopped.paths.output_dir) / "checkpoints" / "last.ckpt"
+    requeued = []
+
+    def launcher(number, frame):  # what submitit / Lightning's SLURM connector would do: requeue the job
+        requeued.append((number, last.exists()))
+
+    previous = signal.signal(signum, launcher)
+
+    class Signal(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.global_step == 5:
+                os.kill(os.getpid(), signum)
+
+    try:
+        with pytest.raises(Preempted, match=rf"preempted \({signame}\) at step 5"):
+            _run_with_callback(stopped, Signal(), monkeypatch)
+        assert signal.getsignal(signum) is launcher  # given back after the run
+    finally:
+        signal.signal(signum, previous)
+    assert torch.load(last, weights_only=False)["global_step"] == 5
+    assert requeued == ([] if signame == "SIGTERM" else [(signum, True)])  # after the checkpoint, once
+    resumed = run(make_cfg(*small, "ckpt_path=auto", subdir="stopped"))
+    assert resumed["test/loss"] == pytest.approx(reference["test/loss"], rel=1e-6)
+
+
 # ---- step checkpoints from the first step, and the fallback past an unreadable checkpoint -------------------------
 def test_step_checkpoints_are_written_before_the_first_validation_and_resume_skips_a_corrupt_last(
         make_cfg, monkeypatch, caplog):

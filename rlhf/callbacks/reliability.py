@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -26,41 +29,51 @@ PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a job stopp
 
 
 class Preemption(Callback):
-    """Stop at a step boundary on SIGTERM and save ``checkpoints/last.ckpt``.
+    """Stop at a step boundary on SIGTERM, SIGUSR1 or SIGUSR2 (``signals``) and save ``checkpoints/last.ckpt``.
 
-    At train start this callback takes over SIGTERM from Lightning's handler (which would stop only at an epoch end on
-    one process, and at the start of any step under DDP, including the first step of an epoch, whose checkpoint
-    Lightning restores one epoch too far). The signal sets a flag; at the start of each step the flag is combined over
-    ranks (one all-reduce of one number) and, at the first step that is not the first of an epoch, every rank raises
-    ``SIGTERMException`` together. The checkpoint is written in ``on_exception`` with every counter at the boundary, so a
-    resume is exact (tested per method, at an epoch boundary too)."""
+    SIGTERM is what SLURM (preemption, time limit), Kubernetes and ``kill`` send; SIGUSR1 is SLURM's warning before the
+    time limit (``--signal=USR1@90``, what Lightning's SLURM auto-requeue listens to) and SIGUSR2 submitit's (Hydra's
+    ``launcher=slurm``). At train start this callback takes these signals over from Lightning's and the launcher's
+    handlers (Lightning's would stop only at an epoch end on one process, and at the start of any step under DDP,
+    including the first step of an epoch, whose checkpoint Lightning restores one epoch too far). A signal sets a
+    flag; at the start of each step the flag is combined over ranks (one all-reduce of one number) and, at the first
+    step that is not the first of an epoch, every rank raises ``SIGTERMException`` together. The checkpoint is written
+    in ``on_exception`` with every counter at the boundary, so a resume is exact (tested per method, at an epoch
+    boundary too). Then, for SIGUSR1/SIGUSR2, the handler that was there before (submitit's or Lightning's SLURM
+    one, which requeue the job) is called, so the requeued job resumes from this checkpoint (``ckpt_path=auto``)."""
 
-    def __init__(self, checkpoint_dir: Path):
+    def __init__(self, checkpoint_dir: Path, signals: Sequence[str] = ("SIGTERM", "SIGUSR1", "SIGUSR2")):
         self.checkpoint_dir = Path(checkpoint_dir)
+        unknown = [name for name in signals if not hasattr(signal, str(name))]
+        if unknown:
+            raise ValueError(f"callbacks.preemption.signals: unknown signal(s) {unknown}; e.g. SIGTERM, SIGUSR1, SIGUSR2")
+        self.signals = [getattr(signal, str(name)) for name in signals]
         self.saved: Path | None = None
         self.step: int | None = None
         self.received = False
-        self._previous = None
+        self.signal_name = "SIGTERM"
+        self._signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def _handler(self, signum, frame) -> None:
         self.received = True
+        if self._signum is None:
+            self._signum, self.signal_name = signum, signal.Signals(signum).name
 
     def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
-        import signal
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handler)
+            for signum in self.signals:
+                self._previous[signum] = signal.signal(signum, self._handler)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
         self._restore()
 
     def _restore(self) -> None:
-        import signal
-
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx) -> None:
         flag = self.received or bool(getattr(trainer, "received_sigterm", False))
@@ -72,6 +85,7 @@ class Preemption(Callback):
             raise SIGTERMException()
 
     def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
+        previous = self._previous.get(self._signum)
         self._restore()
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
             return
@@ -86,7 +100,11 @@ class Preemption(Callback):
         path = self.checkpoint_dir / "last.ckpt"
         trainer.save_checkpoint(str(path))
         self.saved = path
-        rank_zero_info(f"[preemption] SIGTERM: stopped at step {trainer.global_step}, saved {path}")
+        rank_zero_info(f"[preemption] {self.signal_name}: stopped at step {trainer.global_step}, saved {path}")
+        if self.signal_name != "SIGTERM" and callable(previous) and previous is not signal.default_int_handler:
+            rank_zero_info(f"[preemption] handing {self.signal_name} to the handler that was installed before "
+                           f"({getattr(previous, '__qualname__', previous)}): the launcher's requeue")
+            previous(self._signum, None)
 
 
 class NonFiniteGuard(Callback):

@@ -190,7 +190,11 @@ class NonFiniteConf:
 @dataclass
 class PreemptionConf:
     _target_: str = "rlhf.callbacks.Preemption"
-    checkpoint_dir: str = spec("${paths.output_dir}/checkpoints", help="Where SIGTERM's last.ckpt is written.")
+    checkpoint_dir: str = spec("${paths.output_dir}/checkpoints", help="Where the stop's last.ckpt is written.")
+    signals: list[str] = spec(factory=lambda: ["SIGTERM", "SIGUSR1", "SIGUSR2"],
+                              help="Signals that stop the run at the next step boundary with a checkpoint: SIGTERM "
+                                   "(preemption, kill), SIGUSR1 (SLURM's --signal warning), SIGUSR2 (submitit's); "
+                                   "after a SIGUSR the launcher's own handler then requeues the job.")
 
 
 @dataclass

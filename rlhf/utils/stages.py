@@ -132,7 +132,7 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.Lightnin
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
     except SIGTERMException as stop:
         preemption = next(c for c in trainer.callbacks if isinstance(c, Preemption))
-        raise Preempted(f"preempted (SIGTERM) at step {preemption.step}: saved {preemption.saved}; resume with "
+        raise Preempted(f"preempted ({preemption.signal_name}) at step {preemption.step}: saved {preemption.saved}; resume with "
                         f"ckpt_path={output_dir}") from stop
     return {k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if not k.startswith("test/")}
 
