@@ -125,20 +125,22 @@ def test_an_adapter_export_needs_a_base_on_disk(make_cfg):
         validate_config(cfg)
 
 
-@pytest.mark.parametrize("method", ["mlm", "pwp", "sft", "dpo", "kto"])
-def test_mlm_pwp_sft_dpo_and_kto_train_with_lora(method, make_cfg, gpt2_style_dir):
+@pytest.mark.parametrize("method", ["mlm", "pwp", "sft", "dpo", "kto", "classify"])
+def test_mlm_pwp_sft_dpo_kto_and_classify_train_with_lora(method, make_cfg, gpt2_style_dir):
     """The other methods with adapters: only the adapters train, and the merged export loads in plain transformers."""
+    from test_classify import CLASSIFY
     from test_dpo import DPO
     from test_hub_models import PWP
     from test_kto import KTO
     from test_sft import SFT
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
     overrides = {"mlm": [*LORA, "trainer.max_steps=3", "method.lr=5e-3"],  # the tiny encoder built from config
                  "pwp": [*PWP, *_hub(gpt2_style_dir), "method.lr=5e-3"],
                  "sft": [*SFT, *_hub(gpt2_style_dir), "data.source.max_articles=60", "method.lr=5e-3"],
                  "dpo": [*DPO, *_hub(gpt2_style_dir), "data.source.max_articles=60", "method.lr=5e-3", *SAMPLED],
                  "kto": [*KTO, *_hub(gpt2_style_dir), "data.source.max_articles=60", "method.lr=5e-3", *SAMPLED],
+                 "classify": [*CLASSIFY, *LORA, "trainer.max_steps=3", "trainer.limit_test_batches=2"],
                  }[method]
     cfg = make_cfg(*overrides, fast=method == "mlm")
     metrics = run(cfg)
@@ -150,6 +152,10 @@ def test_mlm_pwp_sft_dpo_and_kto_train_with_lora(method, make_cfg, gpt2_style_di
         # the adapters' move (a Monte Carlo estimate over 2 samples: its sign is noise, but it is exactly 0 if the
         # policy's pass ran with the adapters off too)
         assert abs(metrics["test/prompted/kl_to_reference"]) > 1e-4
-    auto = AutoModelForMaskedLM if method == "mlm" else AutoModelForCausalLM
+    auto = {"mlm": AutoModelForMaskedLM, "classify": AutoModelForSequenceClassification}.get(method,
+                                                                                           AutoModelForCausalLM)
     exported = auto.from_pretrained(Path(cfg.paths.output_dir) / "export")
     assert not is_lora(exported)
+    if method == "classify":  # the new head trains in full next to the adapters, and the export keeps the labels
+        head = [k for k in state if "modules_to_save" in k and "classifier" in k]
+        assert head and exported.config.id2label[0] == "business"
