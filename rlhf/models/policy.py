@@ -194,6 +194,17 @@ def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torc
     only, not on which batch, rank or device it is in (so 2-process DDP samples what one process with the global
     batch samples). Otherwise ``torch.multinomial`` with ``generator``.
     """
+    was_training = model.training
+    model.eval()  # generation needs the KV cache, which transformers turns off in train mode under checkpointing
+    try:
+        return _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, temperature,
+                       top_k, top_p, generator, stop_early, banned_ids, row_keys, stream)
+    finally:
+        model.train(was_training)
+
+
+def _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, temperature, top_k, top_p,
+            generator, stop_early, banned_ids, row_keys, stream) -> tuple[torch.Tensor, torch.Tensor]:
     batch = input_ids.shape[0]
     device = input_ids.device
     mask = attention_mask.clone()
