@@ -29,6 +29,7 @@ import json
 import random
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from rlhf.errors import DataError
@@ -201,7 +202,7 @@ def _wandb(args: argparse.Namespace):
     import wandb
 
     id_file = args.out / "wandb_id"
-    run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+    run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
     id_file.write_text(run_id)
     return wandb.init(project=args.wandb_project, id=run_id, resume="allow", dir=str(args.out),
                       config={k: str(v) for k, v in vars(args).items()})

@@ -63,9 +63,13 @@ def test_the_simulated_annotator_labels_each_pair_once_and_the_same_way_on_a_rer
 
 
 def test_two_rounds_through_the_real_command_and_a_rerun_skips_them(tmp_path, gpt2_style_dir):
-    out = subprocess.run(_loop(tmp_path, gpt2_style_dir), env=_env(), capture_output=True, text=True, timeout=900)
+    args = _loop(tmp_path, gpt2_style_dir)
+    args[args.index("--train"):args.index("--train")] = ["--wandb-project", "loop-test"]
+    out = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     loop = tmp_path / "loop"
+    run_id = (loop / "wandb_id").read_text().strip()  # one W&B run for the loop, each round logged to it
+    assert list((loop / "wandb").glob(f"offline-run-*-{run_id}"))
     summaries = _rows(loop / "loop_summary.jsonl")
     assert [s["round"] for s in summaries] == [0, 1]
     assert [s["labels_total"] for s in summaries] == [24, 48]  # round 1 trains on the labels of both rounds
@@ -78,8 +82,7 @@ def test_two_rounds_through_the_real_command_and_a_rerun_skips_them(tmp_path, gp
     assert "round0/train/export" in config and "round1/train_labels.jsonl" in config
     export = loop / "round0" / "train" / "export" / "model.safetensors"
     stamp = export.stat().st_mtime
-    again = subprocess.run(_loop(tmp_path, gpt2_style_dir), env=_env(), capture_output=True, text=True,
-                           timeout=900)
+    again = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "training on" not in again.stdout  # nothing is sampled or trained again
     assert export.stat().st_mtime == stamp
 
