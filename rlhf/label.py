@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from rlhf.data.answers import answered_ids, append_answer, drop_last_answer, open_for_answers, repair_tail
 from rlhf.data.readers import read_records
 from rlhf.errors import DataError, OutputError
 
@@ -94,74 +95,6 @@ def check_item(record: dict, mode: str, where: str) -> None:
         raise DataError(f"{where}: 'responses' must be a list of 2 to 9 responses to rank")
     if not all(isinstance(t, str) for t in [*texts, record["prompt"]] if not isinstance(t, list)):
         raise DataError(f"{where}: the prompt and responses must be text")
-
-
-# ---- the answers files -------------------------------------------------------------------------------------------
-def _answered(path: Path) -> set[str]:
-    done: set[str] = set()
-    if not path.exists():
-        return done
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                done.add(str(json.loads(line)["id"]))
-            except (json.JSONDecodeError, KeyError):
-                continue  # a torn last line from a crash is ignored; its item is asked again
-    return done
-
-
-def _repair_tail(path: Path) -> bool:
-    """Cut an incomplete last line (a crash in the middle of a write) so the next answer starts on a fresh line."""
-    if not path.exists() or path.stat().st_size == 0:
-        return False
-    with open(path, "rb+") as handle:
-        data = handle.read()
-        if data.endswith(b"\n"):
-            return False
-        handle.truncate(data.rfind(b"\n") + 1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return True
-
-
-def _open_for_answers(path: Path):
-    """Open (create) an answers file for appending before the first question, so an unwritable path is reported
-    before anyone spends time labelling."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "a", encoding="utf-8")
-    except OSError as err:
-        raise OutputError(f"cannot write {path} ({err.strerror or err}); choose another --output") from None
-
-
-def _append(handle, record: dict) -> None:
-    """One answer, flushed and fsynced before the next question is shown."""
-    try:
-        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    except OSError as err:
-        raise OutputError(f"could not save the last answer to {handle.name} ({err.strerror or err}); it is not saved. "
-                          f"Every earlier answer is. Fix the problem (disk space?) and run the same command to "
-                          f"continue") from None
-
-
-def _drop_last(path: Path, identifier: str) -> bool:
-    """Remove the last line of ``path`` if it is the answer to ``identifier`` (undo): the file is rewritten to a
-    temporary name and renamed, so a crash leaves the old or the new file, never half of one."""
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    if not lines or str(json.loads(lines[-1]).get("id")) != identifier:
-        return False
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.writelines(lines[:-1])
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return True
 
 
 # ---- the keyboard ------------------------------------------------------------------------------------------------
@@ -229,10 +162,10 @@ class Labeller:
 
     def run(self) -> dict[str, int]:
         for path in (self.output, self.skipped_path):
-            if _repair_tail(path):
+            if repair_tail(path):
                 self.say(f"(removed an incomplete last line from {path}: a crash during a write; that item is "
                          f"asked again)")
-        handles = {"output": _open_for_answers(self.output), "skipped": _open_for_answers(self.skipped_path)}
+        handles = {"output": open_for_answers(self.output), "skipped": open_for_answers(self.skipped_path)}
         try:
             return self._session(handles)
         finally:
@@ -240,7 +173,7 @@ class Labeller:
                 handle.close()
 
     def _session(self, handles: dict) -> dict[str, int]:
-        done = _answered(self.output) | _answered(self.skipped_path)
+        done = answered_ids(self.output) | answered_ids(self.skipped_path)
         todo = [(i, r) for i, r in self.items if i not in done]
         counts = {"answered": 0, "skipped": 0, "ties": 0, "undone": 0, "remaining": len(todo), "total": len(self.items)}
         self.say(f"{len(self.items) - len(todo)} of {len(self.items)} already done; {len(todo)} to go. "
@@ -264,8 +197,8 @@ class Labeller:
                 kind, position, what = history.pop()
                 path = self.output if kind == "output" else self.skipped_path
                 handles[kind].close()
-                _drop_last(path, todo[position][0])
-                handles[kind] = _open_for_answers(path)
+                drop_last_answer(path, todo[position][0])
+                handles[kind] = open_for_answers(path)
                 counts[what] -= 1
                 counts["remaining"] += 1
                 counts["undone"] += 1
@@ -273,12 +206,12 @@ class Labeller:
                 continue
             base = {"id": identifier, "annotator": self.annotator, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
             if answer == SKIP:
-                _append(handles["skipped"], base)
+                append_answer(handles["skipped"], base)
                 history.append(("skipped", position, "skipped"))
                 counts["skipped"] += 1
             else:
                 kind = "ties" if answer.get("tie") else "answered"
-                _append(handles["output"], {"prompt": record["prompt"], **answer, **base})
+                append_answer(handles["output"], {"prompt": record["prompt"], **answer, **base})
                 history.append(("output", position, kind))
                 counts[kind] += 1
             counts["remaining"] -= 1

@@ -38,26 +38,26 @@ from rlhf.errors import DataError
 def simulated_labels(candidates: Path, output: Path, gold: str, noise: float, seed: int) -> int:
     """Label every not yet labelled pair of ``candidates`` as a simulated annotator would; returns how many were
     labelled now. Each label is appended and fsynced at once, as rlhf-label does."""
+    from rlhf.data.answers import answered_ids, append_answer, open_for_answers, repair_tail
     from rlhf.data.readers import read_records
     from rlhf.data.simulated_feedback import bradley_terry_choice
-    from rlhf.label import _answered, _append, _open_for_answers, _repair_tail
     from rlhf.scoring.gold import gold_scorer
 
-    _repair_tail(output)
-    done = _answered(output)
+    repair_tail(output)
+    done = answered_ids(output)
     todo = [r for _, r in read_records(candidates) if str(r["id"]) not in done]
     if not todo:
         return 0
     scorer = gold_scorer(gold)
     score_a = scorer.score([r["prompt"] for r in todo], [r["a"] for r in todo]).tolist()
     score_b = scorer.score([r["prompt"] for r in todo], [r["b"] for r in todo]).tolist()
-    handle = _open_for_answers(output)
+    handle = open_for_answers(output)
     try:
         for record, ga, gb in zip(todo, score_a, score_b):
             rng = random.Random(f"{seed}/{record['id']}")  # the same answer on a rerun
             a_wins = bradley_terry_choice(ga, gb, noise, rng)
             chosen, rejected = (record["a"], record["b"]) if a_wins else (record["b"], record["a"])
-            _append(handle, {"prompt": record["prompt"], "chosen": chosen, "rejected": rejected,
+            append_answer(handle, {"prompt": record["prompt"], "chosen": chosen, "rejected": rejected,
                              "id": record["id"], "annotator": f"simulated-{gold}-T{noise:g}",
                              "gold_chosen": ga if a_wins else gb, "gold_rejected": gb if a_wins else ga})
     finally:
