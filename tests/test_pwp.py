@@ -138,7 +138,9 @@ def test_generation_never_samples_the_banned_control_tokens(make_cfg, tmp_path):
     datamodule, module = build_data_and_module(cfg, tmp_path / "tok")
     with torch.no_grad():  # make the control tokens by far the likeliest next tokens
         module.model.get_input_embeddings().weight[module.control_ids] *= 50
-    texts, tokens = GenerateAndScore({"max_new_tokens": 12}, seed=0).generate(module, [""] * 16, torch.Generator().manual_seed(0))
+    texts, tokens, kls = GenerateAndScore({"max_new_tokens": 12}, seed=0).generate(module, [""] * 16,
+                                                                                  torch.Generator().manual_seed(0))
+    assert kls is None  # PWP has no reference policy: no KL is reported
     flat = [t for row in tokens for t in row]
     assert flat and not set(flat) & set(module.control_ids)
 
