@@ -8,7 +8,7 @@ Each round ``r`` (under ``--out``/``round<r>/``):
      current policy (``rlhf-sample --mode compare``);
   2. ``labels.jsonl``: the comparisons, from a person (``rlhf-label --mode compare``) or from the simulated
      annotator: a gold scorer (``--gold``, VADER by default) with Bradley-Terry noise, P(a > b) =
-     sigmoid((g(a) - g(b)) / ``--noise``);
+     sigmoid((g(a) - g(b)) / ``--noise``), and a tie when the gold scores are equal (ties are not trained on);
   3. ``train/``: an ordinary ``rlhf-train experiment=dpo_tiny`` run (iterative DPO: from the current policy, which
      is also its reference) on every label of rounds 0..r (``train_labels.jsonl``), plus any ``--train`` overrides;
      its export is the next round's policy;
@@ -54,12 +54,16 @@ def simulated_labels(candidates: Path, output: Path, gold: str, noise: float, se
     handle = open_for_answers(output)
     try:
         for record, ga, gb in zip(todo, score_a, score_b):
+            base = {"id": record["id"], "annotator": f"simulated-{gold}-T{noise:g}"}
+            if ga == gb:  # no difference to the gold scorer (e.g. both score 0): a tie, as a person would say
+                append_answer(handle, {"prompt": record["prompt"], "a": record["a"], "b": record["b"], "tie": True,
+                                       **base})
+                continue
             rng = random.Random(f"{seed}/{record['id']}")  # the same answer on a rerun
             a_wins = bradley_terry_choice(ga, gb, noise, rng)
             chosen, rejected = (record["a"], record["b"]) if a_wins else (record["b"], record["a"])
-            append_answer(handle, {"prompt": record["prompt"], "chosen": chosen, "rejected": rejected,
-                             "id": record["id"], "annotator": f"simulated-{gold}-T{noise:g}",
-                             "gold_chosen": ga if a_wins else gb, "gold_rejected": gb if a_wins else ga})
+            append_answer(handle, {"prompt": record["prompt"], "chosen": chosen, "rejected": rejected, **base,
+                                   "gold_chosen": ga if a_wins else gb, "gold_rejected": gb if a_wins else ga})
     finally:
         handle.close()
     return len(todo)

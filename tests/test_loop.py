@@ -60,6 +60,10 @@ def test_the_simulated_annotator_labels_each_pair_once_and_the_same_way_on_a_rer
     labels.write_text("".join(json.dumps(r) + "\n" for r in first[:3]))  # as if it stopped after three
     assert simulated_labels(candidates, labels, "vader", 0.1, seed=0) == 3
     assert [r["id"] for r in _rows(labels)] == [f"x{i}" for i in range(6)]
+    alike = tmp_path / "alike.jsonl"  # VADER scores both 0: no preference to simulate, a tie
+    alike.write_text(json.dumps({"id": "y", "prompt": "p", "a": "the table", "b": "a chair"}) + "\n")
+    simulated_labels(alike, tmp_path / "ties.jsonl", "vader", 0.1, seed=0)
+    assert _rows(tmp_path / "ties.jsonl")[0]["tie"] is True
 
 
 def test_two_rounds_through_the_real_command_and_a_rerun_skips_them(tmp_path, gpt2_style_dir):
