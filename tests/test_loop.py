@@ -34,7 +34,8 @@ def _loop(tmp_path: Path, policy: Path, rounds: int = 2, **popen) -> list[str]:
         prompts.write_text("".join(f"Today in the news, story {i}:\n" for i in range(4 + 2 * 24)))
     return [sys.executable, "-m", "rlhf.loop", "--policy", str(policy), "--prompts", str(prompts), "--out",
             str(tmp_path / "loop"), "--rounds", str(rounds), "--prompts-per-round", "24", "--eval-prompts", "4",
-            "--eval-samples", "2", "--max-new-tokens", "6", "--train", *TINY_DPO, f"paths.cache_dir={tmp_path}/c"]
+            "--eval-samples", "2", "--max-new-tokens", "6", "--gold", "offensive",  # (VADER scores a random
+            "--train", *TINY_DPO, f"paths.cache_dir={tmp_path}/c"]  # model's samples all 0: ties, no pairs to learn)
 
 
 def _env() -> dict:
