@@ -15,12 +15,7 @@ Goal (issue 17): ours >= 1.3x TRL's pairs/s at equal held-out reward accuracy.
 
 from __future__ import annotations
 
-import argparse
-import os
-import tempfile
-from pathlib import Path
-
-from trl_common import MODEL, interleave, report, require_trl, run_ours, run_trl
+from trl_common import MODEL, bench_args, interleave, report, run_ours, run_trl, workspace
 
 BATCH, MAX_LENGTH, LR, WARMUP, BETA = 16, 96, 5e-4, 20, 0.1
 
@@ -44,18 +39,8 @@ json.dump({"rate": steady_rate(args_in["batch"]), "reward_accuracy": evaluation[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
-    require_trl()
-    from rlhf.data.simulated_feedback import write_feedback
-
-    with tempfile.TemporaryDirectory(prefix="rlhf-bench-dpo-") as tmp:
-        workdir = Path(tmp)
-        os.environ["RLHF_CACHE_DIR"] = str(workdir / ".cache")
-        data = workdir / "feedback"
-        write_feedback(data)
+    args = bench_args(__doc__)
+    with workspace("rlhf-bench-dpo-") as (workdir, data):
         tokenizer = {}
 
         def ours() -> dict:

@@ -16,13 +16,10 @@ Goal (issue 17): ours >= 1.0x TRL's tokens/s.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
-from trl_common import MODEL, interleave, report, require_trl, run_ours, run_trl
+from trl_common import MODEL, bench_args, interleave, report, run_ours, run_trl, workspace
 
 BATCH, MAX_LENGTH, LR, WARMUP = 16, 96, 5e-4, 20
 
@@ -59,18 +56,8 @@ def write_demonstrations(data: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
-    require_trl()
-    from rlhf.data.simulated_feedback import write_feedback
-
-    with tempfile.TemporaryDirectory(prefix="rlhf-bench-sft-") as tmp:
-        workdir = Path(tmp)
-        os.environ["RLHF_CACHE_DIR"] = str(workdir / ".cache")
-        data = workdir / "feedback"
-        write_feedback(data)
+    args = bench_args(__doc__)
+    with workspace("rlhf-bench-sft-") as (workdir, data):
         write_demonstrations(data)
         tokenizer = {}
 

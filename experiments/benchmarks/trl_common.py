@@ -3,12 +3,15 @@ TRL worker timed over the same steady logging windows, and the interleaved loop 
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import csv
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -125,3 +128,25 @@ def require_trl() -> None:
         import trl  # noqa: F401
     except ImportError:
         raise SystemExit("TRL is not installed: pip install -e '.[bench]'") from None
+
+
+def bench_args(doc: str) -> argparse.Namespace:
+    """--steps and --repeats; exits with a hint when TRL is not installed."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    require_trl()
+    return args
+
+
+@contextlib.contextmanager
+def workspace(prefix: str):
+    """A temporary directory with its own cache and the simulated feedback files: yields (workdir, data dir)."""
+    from rlhf.data.simulated_feedback import write_feedback
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        workdir = Path(tmp)
+        os.environ["RLHF_CACHE_DIR"] = str(workdir / ".cache")
+        write_feedback(workdir / "feedback")
+        yield workdir, workdir / "feedback"
