@@ -46,12 +46,28 @@ register_resolvers()
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """One training run. Returns its final metrics (also written to ``<run dir>/metrics.json``)."""
+    """One training run. Returns its final metrics (also written to ``<run dir>/metrics.json``).
+
+    The run owns its W&B run: it is finished when the run returns or fails (marked preempting when the run was
+    preempted, so the resume continues it), and a failed run drops its process group, so the next run in the same
+    process (a sweep's next job, a notebook's next cell) starts clean: Lightning's W&B logger would otherwise log
+    into the W&B run left open."""
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     check_writable(output_dir, "hydra.run.dir")
-    with RunDirLock(output_dir):  # one live run per run directory
-        return _run(cfg, output_dir)
+    try:
+        with RunDirLock(output_dir):  # one live run per run directory
+            return _run(cfg, output_dir)
+    except Preempted:
+        teardown_distributed(barrier=False)
+        _finish_wandb(exit_code=PREEMPTED_EXIT_CODE, preempting=True)
+        raise
+    except BaseException:
+        teardown_distributed(barrier=False)
+        _finish_wandb(exit_code=1)
+        raise
+    finally:
+        _finish_wandb(exit_code=0)
 
 
 def _run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
@@ -98,23 +114,6 @@ def _hydra_choice(group: str) -> str | None:
     return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
 
 
-def run_and_close(cfg: DictConfig) -> dict[str, Any]:
-    """:func:`run`, then always finish the W&B run (and, on error, drop the process group), so the next job of a
-    sweep starts clean."""
-    try:
-        return run(cfg)
-    except Preempted:
-        teardown_distributed(barrier=False)
-        _finish_wandb(exit_code=PREEMPTED_EXIT_CODE, preempting=True)  # the resume continues this W&B run
-        raise
-    except BaseException:
-        teardown_distributed(barrier=False)
-        _finish_wandb(exit_code=1)
-        raise
-    finally:
-        _finish_wandb(exit_code=0)
-
-
 def _finish_wandb(exit_code: int, preempting: bool = False) -> None:
     try:
         import wandb
@@ -129,7 +128,7 @@ def _finish_wandb(exit_code: int, preempting: bool = False) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
-        metrics = run_and_close(cfg)
+        metrics = run(cfg)
     except (*USER_ERRORS, Preempted) as err:  # a message for the user, not a traceback from deep inside a library
         preempted = isinstance(err, Preempted)
         print(f"\n{'Stopped' if preempted else 'Error'}: {err}", file=sys.stderr, flush=True)

@@ -12,7 +12,7 @@ from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 from rlhf.errors import ConfigError
 from rlhf.methods.mlm import MaskedLMModule
-from rlhf.train import build_data_and_module, run, run_and_close
+from rlhf.train import build_data_and_module, run
 from rlhf.utils.analysis import load_history
 
 FAST_SMALL = ["data.source.max_documents=100"]
@@ -118,9 +118,16 @@ def test_pretrained_minilm_backbone_from_the_offline_wheel(make_cfg):
 
 
 def test_wandb_offline_run_records_resolved_config_and_provenance(make_cfg):
-    cfg = make_cfg("logger=wandb", "trainer.max_steps=3", "trainer.val_check_interval=3")
-    run_and_close(cfg)  # finishes the W&B run
     import wandb
+
+    # Two runs in one process (a sweep's jobs, a notebook's cells): each gets its own W&B run in its own run dir.
+    # (Lightning's logger reuses a W&B run left open, so run() must finish its own, also when called directly.)
+    first = make_cfg("logger=wandb", "trainer.max_steps=1", "trainer.val_check_interval=1", "test=false",
+                     "export=false", subdir="first")
+    run(first)
+    assert wandb.run is None
+    cfg = make_cfg("logger=wandb", "trainer.max_steps=3", "trainer.val_check_interval=3")
+    run(cfg)
 
     # The offline .wandb file is written by W&B's service process, which may still be flushing when finish()
     # returns (seen once in CI under load); teardown waits for it, as the end of the process does.
@@ -133,6 +140,8 @@ def test_wandb_offline_run_records_resolved_config_and_provenance(make_cfg):
             break
         time.sleep(0.1)
     assert len(offline) == 1, sorted(str(p.relative_to(run_dir)) for p in (run_dir / "wandb").rglob("*"))
+    first_id = (Path(first.paths.output_dir) / "wandb_run_id.txt").read_text().strip()
+    assert first_id != run_id and list((Path(first.paths.output_dir) / "wandb").glob(f"offline-run-*-{first_id}"))
     stored = offline[0].read_bytes()
     assert b"mask_prob" in stored and b"git_commit" in stored and b"transformers" in stored
     assert b"${" not in stored  # interpolations resolved before logging
@@ -149,7 +158,7 @@ def test_wandb_run_is_closed_even_when_training_fails(make_cfg):
 
     cfg = make_cfg("logger=wandb", "data.loader.batch_size=100000")
     with pytest.raises(DataError, match="fewer than one global batch"):
-        run_and_close(cfg)
+        run(cfg)
     assert wandb.run is None
 
 
