@@ -92,6 +92,19 @@ def test_two_rounds_through_the_real_command_and_a_rerun_skips_them(tmp_path, gp
     assert export.stat().st_mtime == stamp
 
 
+def test_train_from_start_keeps_the_starting_policy_as_every_rounds_start_and_reference(tmp_path, gpt2_style_dir):
+    args = _loop(tmp_path, gpt2_style_dir)
+    args[args.index("--train"):args.index("--train")] = ["--train-from", "start"]
+    out = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    loop = tmp_path / "loop"
+    r1 = _rows(loop / "round1" / "candidates.jsonl")
+    assert r1[0]["policy"] == str(loop / "round0" / "train" / "export")  # sampled from the newest policy
+    config = (loop / "round1" / "train" / "config_resolved.yaml").read_text()
+    assert f"name_or_path: {gpt2_style_dir}\n" in config and "round0/train/export" not in config  # trained from the start
+    assert [s["labels_total"] for s in _rows(loop / "loop_summary.jsonl")] == [24, 48]
+
+
 @pytest.mark.slow
 def test_a_kill_during_a_rounds_training_loses_and_duplicates_no_label(tmp_path, gpt2_style_dir):
     args = _loop(tmp_path, gpt2_style_dir)

@@ -1,7 +1,8 @@
 """DPO training: ``rlhf-train method=dpo`` vs TRL's ``DPOTrainer`` on the same pairs and the same tiny policy.
 
-Both train the same randomly initialised tiny GPT-2 (``trl_common.MODEL``, the byte-level BPE 4,096 our run trains,
-reused by TRL, dropout off) with a frozen copy as the reference, on the same simulated VADER preference pairs (7,236
+Both start from the same initial weights: the tiny GPT-2 (``trl_common.MODEL``, dropout off) as our run initialises
+it, with the byte-level BPE 4,096 it trains, exported once (``trl_common.initial_policy``); repeat i uses seed i on
+both sides (the data order). Both train it, with a frozen copy as the reference, on the same simulated VADER preference pairs (7,236
 train / 840 test), sigmoid loss, beta 0.1, batch 16 pairs, max length 96, AdamW lr 5e-4 with 20 warm-up steps and
 linear decay, clipping 1.0, on CPU. Printed per run: pairs/s over the logging windows after the first (start-up and
 tokenization excluded on both sides), and the held-out implicit-reward accuracy on the 840 test pairs. Runs
@@ -15,7 +16,7 @@ Goal (issue 17): ours >= 1.3x TRL's pairs/s at equal held-out reward accuracy.
 
 from __future__ import annotations
 
-from trl_common import MODEL, bench_args, interleave, report, run_ours, run_trl, workspace
+from trl_common import MODEL, bench_args, initial_policy, interleave, report, run_ours, run_trl, workspace
 
 BATCH, MAX_LENGTH, LR, WARMUP, BETA = 16, 96, 5e-4, 20, 0.1
 
@@ -27,8 +28,7 @@ def dataset(split):
 config = DPOConfig(output_dir=args_in["out"] + "-trl", per_device_train_batch_size=args_in["batch"],
                    per_device_eval_batch_size=args_in["batch"], beta=args_in["beta"], loss_type="sigmoid",
                    max_length=args_in["max_length"], precompute_ref_log_probs=False, disable_dropout=True, **common)
-import copy
-reference = copy.deepcopy(model).eval().requires_grad_(False)  # (a model from config has no path TRL could reload)
+reference = AutoModelForCausalLM.from_pretrained(args_in["init"]).eval().requires_grad_(False)
 trainer = DPOTrainer(model=model, ref_model=reference, args=config, train_dataset=dataset("train"),
                      processing_class=tok, callbacks=[window])
 trainer.train()
@@ -41,18 +41,19 @@ json.dump({"rate": steady_rate(args_in["batch"]), "reward_accuracy": evaluation[
 def main() -> None:
     args = bench_args(__doc__)
     with workspace("rlhf-bench-dpo-") as (workdir, data):
-        tokenizer = {}
+        data_overrides = ["experiment=dpo_tiny", "data.source.kind=file", f"data.source.path='{data}/pairs_{{split}}.jsonl'",
+                          f"data.max_length={MAX_LENGTH}", "method.evaluation.enabled=false"]
+        init = initial_policy(workdir, data_overrides)
 
-        def ours() -> dict:
-            result, metrics, tokenizer["dir"] = run_ours(
-                ["experiment=dpo_tiny", "data.source.kind=file", f"data.source.path='{data}/pairs_{{split}}.jsonl'",
-                 f"data.max_length={MAX_LENGTH}", f"data.loader.batch_size={BATCH}", f"method.beta={BETA}",
-                 f"method.lr={LR}", f"method.warmup_steps={WARMUP}", "method.evaluation.enabled=false",
-                 f"trainer.max_steps={args.steps}"], workdir, "train/samples_per_sec", per_row=0.5)
+        def ours(seed: int) -> dict:
+            result, metrics = run_ours(
+                [*data_overrides, f"data.loader.batch_size={BATCH}", f"method.beta={BETA}", f"method.lr={LR}",
+                 f"method.warmup_steps={WARMUP}", f"trainer.max_steps={args.steps}"], workdir, init, seed,
+                "train/samples_per_sec", per_row=0.5)
             return {**result, "reward_accuracy": metrics["test/rewards/accuracy"]}
 
-        def trl() -> dict:
-            return run_trl(TRL_WORKER, workdir, tokenizer_dir=str(tokenizer["dir"]), data=str(data), prefix="pairs",
+        def trl(seed: int) -> dict:
+            return run_trl(TRL_WORKER, workdir, init=str(init), seed=seed, data=str(data), prefix="pairs",
                            steps=args.steps, batch=BATCH, max_length=MAX_LENGTH, lr=LR, warmup=WARMUP, beta=BETA)
 
         results = interleave(args.repeats, ours, trl, "pairs", "reward_accuracy")

@@ -1,7 +1,8 @@
 """Supervised fine-tuning: ``rlhf-train method=sft`` vs TRL's ``SFTTrainer`` on the same demonstrations and model.
 
-Both train the same randomly initialised tiny GPT-2 (``trl_common.MODEL``, the byte-level BPE 4,096 our run trains,
-reused by TRL, dropout off) on the same demonstrations (the simulated task's preferred responses: prompt + response,
+Both start from the same initial weights: the tiny GPT-2 (``trl_common.MODEL``, dropout off) as our run initialises
+it, with the byte-level BPE 4,096 it trains, exported once (``trl_common.initial_policy``); repeat i uses seed i on
+both sides (the data order). Both train it on the same demonstrations (the simulated task's preferred responses: prompt + response,
 EOS appended, loss on the response only, padded, no packing), batch 16, max length 96, AdamW lr 5e-4 with 20
 warm-up steps and linear decay, clipping 1.0, on CPU. Printed per run: training tokens/s (real tokens, prompt and
 response, padding excluded) over the logging windows after the first, and the held-out response loss per token on
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trl_common import MODEL, bench_args, interleave, report, run_ours, run_trl, workspace
+from trl_common import MODEL, bench_args, initial_policy, interleave, report, run_ours, run_trl, workspace
 
 BATCH, MAX_LENGTH, LR, WARMUP = 16, 96, 5e-4, 20
 
@@ -59,18 +60,19 @@ def main() -> None:
     args = bench_args(__doc__)
     with workspace("rlhf-bench-sft-") as (workdir, data):
         write_demonstrations(data)
-        tokenizer = {}
+        data_overrides = ["experiment=sft_tiny", "data.source.kind=file", f"data.source.path='{data}/demos_{{split}}.jsonl'",
+                          f"data.max_length={MAX_LENGTH}", "data.packing=false", "method.evaluation.enabled=false"]
+        init = initial_policy(workdir, data_overrides)
 
-        def ours() -> dict:
-            result, metrics, tokenizer["dir"] = run_ours(
-                ["experiment=sft_tiny", "data.source.kind=file", f"data.source.path='{data}/demos_{{split}}.jsonl'",
-                 f"data.max_length={MAX_LENGTH}", f"data.loader.batch_size={BATCH}", "data.packing=false",
-                 f"method.lr={LR}", f"method.warmup_steps={WARMUP}", "method.evaluation.enabled=false",
-                 f"trainer.max_steps={args.steps}"], workdir, "train/tokens_per_sec", per_row=1.0)
+        def ours(seed: int) -> dict:
+            result, metrics = run_ours(
+                [*data_overrides, f"data.loader.batch_size={BATCH}", f"method.lr={LR}",
+                 f"method.warmup_steps={WARMUP}", f"trainer.max_steps={args.steps}"], workdir, init, seed,
+                "train/tokens_per_sec", per_row=1.0)
             return {**result, "test_loss": metrics["test/loss"]}
 
-        def trl() -> dict:
-            return run_trl(TRL_WORKER, workdir, tokenizer_dir=str(tokenizer["dir"]), data=str(data), prefix="demos",
+        def trl(seed: int) -> dict:
+            return run_trl(TRL_WORKER, workdir, init=str(init), seed=seed, data=str(data), prefix="demos",
                            steps=args.steps, batch=BATCH, max_length=MAX_LENGTH, lr=LR, warmup=WARMUP)
 
         results = interleave(args.repeats, ours, trl, "tokens", "test_loss")

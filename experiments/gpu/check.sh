@@ -6,9 +6,10 @@
 # travel as wheels in .whl/ (see experiments/gpu/README.md); they are installed first when present.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+PYTHON=${PYTHON:-python3}  # the interpreter (tests pass their own)
 if compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONUNBUFFERED=1
-python3 experiments/gpu/check.py "$@"
+"$PYTHON" experiments/gpu/check.py "$@"
