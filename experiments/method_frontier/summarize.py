@@ -11,7 +11,7 @@ from pathlib import Path
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "logs/experiments/method_frontier")
 GOAL = 0.3
-ORDER = ["dpo_sigmoid", "dpo_ipo", "dpo_hinge", "dpo_robust", "kto_lr1e-3", "kto_lr1e-4", "ppo", "grpo"]
+ORDER = ["dpo_sigmoid", "dpo_ipo", "dpo_hinge", "dpo_robust", "kto_lr1e-3", "kto_lr1e-4", "kto_balanced_lr1e-4", "ppo", "grpo"]
 start = json.loads((out / "sft" / "frontier.json").read_text())
 runs = defaultdict(dict)
 for path in sorted(out.glob("*_seed*/frontier.json")):
