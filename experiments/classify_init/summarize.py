@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "logs/experiments/classify_init")
-ORDER = ["random", "mlm", "minilm"]
+ORDER = ["random", "mlm", "mlm_lr3e-4", "minilm"]
 runs = defaultdict(dict)
 for path in sorted(out.glob("*_seed*/metrics.json")):
     name, seed = path.parent.name.rsplit("_seed", 1)
