@@ -10,9 +10,10 @@ Each round ``r`` (under ``--out``/``round<r>/``):
      annotator: a gold scorer (``--gold``, VADER by default) with Bradley-Terry noise, P(a > b) =
      sigmoid((g(a) - g(b)) / ``--noise``), and a tie when the gold scores are equal (ties are not trained on);
   3. ``train/``: an ordinary ``rlhf-train experiment=dpo_tiny`` run on every label of rounds 0..r
-     (``train_labels.jsonl``), plus any ``--train`` overrides, from ``--train-from``: ``previous`` (iterative DPO:
-     from the current policy, which is also its reference) or ``start`` (from the starting policy, always the
-     reference: the labels come from ever newer policies, the anchor stays); its export is the next round's policy;
+     (``train_labels.jsonl``), plus any ``--train`` overrides, from ``--train-from``: ``start`` (the default: from
+     the starting policy, always the reference; the labels come from ever newer policies, the anchor stays) or
+     ``previous`` (iterative DPO: from the current policy, which is also its reference); its export is the next
+     round's policy;
   4. ``summary.jsonl``: the new policy's held-out gold score (the first ``--eval-prompts`` prompts, never used for
      training) and its KL to the starting policy, with the label counts; ``loop_summary.jsonl`` holds every round and
      ``start.jsonl`` the starting policy's.
@@ -152,9 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", nargs="*", default=[], metavar="OVERRIDE",
                         help="extra rlhf-train overrides of every round's DPO run (e.g. method.lr=1e-3 "
                              "trainer.max_steps=100)")
-    parser.add_argument("--train-from", choices=["previous", "start"], default="previous",
-                        help="each round's DPO starts from (and is anchored to) the previous round's policy, or the "
-                             "starting policy")
+    parser.add_argument("--train-from", choices=["start", "previous"], default="start",
+                        help="each round's DPO starts from (and is anchored to) the starting policy, or the previous "
+                             "round's policy (iterative DPO: drifted to KL 72-365 in experiments/feedback_loop)")
     parser.add_argument("--wandb-project", default=None, help="log each round's summary to this W&B project")
     args = parser.parse_args(argv)
     from rlhf.data.readers import write_jsonl

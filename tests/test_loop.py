@@ -69,7 +69,7 @@ def test_the_simulated_annotator_labels_each_pair_once_and_the_same_way_on_a_rer
 
 def test_two_rounds_through_the_real_command_and_a_rerun_skips_them(tmp_path, gpt2_style_dir):
     args = _loop(tmp_path, gpt2_style_dir)
-    args[args.index("--train"):args.index("--train")] = ["--wandb-project", "loop-test"]
+    args[args.index("--train"):args.index("--train")] = ["--wandb-project", "loop-test", "--train-from", "previous"]
     out = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     loop = tmp_path / "loop"
@@ -92,9 +92,8 @@ def test_two_rounds_through_the_real_command_and_a_rerun_skips_them(tmp_path, gp
     assert export.stat().st_mtime == stamp
 
 
-def test_train_from_start_keeps_the_starting_policy_as_every_rounds_start_and_reference(tmp_path, gpt2_style_dir):
+def test_by_default_every_round_trains_from_the_starting_policy_as_its_reference(tmp_path, gpt2_style_dir):
     args = _loop(tmp_path, gpt2_style_dir)
-    args[args.index("--train"):args.index("--train")] = ["--train-from", "start"]
     out = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     loop = tmp_path / "loop"
