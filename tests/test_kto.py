@@ -59,10 +59,10 @@ GOOD = ["lovely", "great", "happy", "wonderful"]
 BAD = ["awful", "terrible", "sad", "horrible"]
 
 
-def _thumbs(path: Path, n: int = 240) -> Path:
+def _thumbs(path: Path, n: int = 240, good_every: int = 2) -> Path:
     rows = []
     for i in range(n):
-        good = i % 2 == 0
+        good = i % good_every == 0
         word = (GOOD if good else BAD)[(i // 2) % 4]
         rows.append({"prompt": f"review number {i} of item {i % 17} :", "completion": f" it was {word} .",
                      "label": "up" if good else "down"})
@@ -95,6 +95,24 @@ def test_kto_learns_a_toy_preference_from_unpaired_labels(make_cfg, tmp_path):
     print("KTO toy:", {k: round(v, 3) for k, v in metrics.items() if k.startswith("test/")})
     assert metrics["test/logratio/desirable"] > 0 > metrics["test/logratio/undesirable"]
     assert metrics["test/logratio/desirable"] - metrics["test/logratio/undesirable"] > 5.0
+
+
+def test_balance_weights_sets_the_desirable_weight_from_the_training_labels(make_cfg, tmp_path, caplog):
+    import logging
+    import re
+
+    path = _thumbs(tmp_path / "thumbs.jsonl", n=120, good_every=4)  # 1 desirable in 4: ratio 1/3 with equal weights
+    short = ["trainer.max_steps=1", "test=false", "export=false"]
+    with caplog.at_level(logging.INFO):
+        run(make_cfg(*KTO, *short, "data.source.kind=file", f"data.source.path={path}", fast=False, subdir="a"))
+    found = re.search(r"= (\d+\.\d+) with (\d+) desirable and (\d+) undesirable.*trains with λ_D = (\d+\.\d+) "
+                      r"\(ratio 1\)", caplog.text)
+    assert found, caplog.text[-2000:]  # experiment=kto_tiny balances
+    ratio, n_d, n_u, weight = float(found[1]), int(found[2]), int(found[3]), float(found[4])
+    assert ratio == pytest.approx(n_d / n_u, abs=0.01) and weight == pytest.approx(n_u / n_d, abs=1e-3)
+    with pytest.warns(UserWarning, match="method.balance_weights=true"):
+        run(make_cfg(*KTO, *short, "method.balance_weights=false", "data.source.kind=file", f"data.source.path={path}",
+                     fast=False, subdir="b"))
 
 
 def test_kto_tiny_runs_offline_on_the_simulated_ratings_and_exports(make_cfg):

@@ -36,11 +36,12 @@ for seed in $SEEDS; do
   done
   # 3. KTO on the simulated ratings (desirable: 4-5 of 5), same steps, at DPO's lr 1e-3 and at 1e-4, with equal
   #    weights (lambda_D n_D / lambda_U n_U = 0.64: 2,817 desirable, 4,416 undesirable) and, at 1e-4, with
-  #    lambda_D = 1.57 (ratio 1.0, inside the paper's [1, 4/3]) (the ALL_LOSSES_SEEDS only)
+  #    lambda_D = 1.57 (ratio 1.0, inside the paper's [1, 4/3]; what experiment=kto_tiny's balance_weights now does)
+  #    (the ALL_LOSSES_SEEDS only)
   if [[ " $ALL_LOSSES_SEEDS " == *" $seed "* ]]; then
     for lr in 1e-3 1e-4; do
-      train "kto_lr${lr}_seed$seed" experiment=kto_tiny method.lr=$lr method.evaluation.enabled=false \
-        trainer.limit_val_batches=8 seed="$seed"
+      train "kto_lr${lr}_seed$seed" experiment=kto_tiny method.lr=$lr method.balance_weights=false \
+        method.evaluation.enabled=false trainer.limit_val_batches=8 seed="$seed"
     done
     train "kto_balanced_lr1e-4_seed$seed" experiment=kto_tiny method.lr=1e-4 method.desirable_weight=1.57 \
       method.evaluation.enabled=false trainer.limit_val_batches=8 seed="$seed"

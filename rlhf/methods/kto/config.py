@@ -30,3 +30,6 @@ class KTOMethodConf(SampledPolicyConf):
     desirable_weight: float = spec(1.0, gt=0.0, help="λ_D: weight of the desirable examples' loss.")
     undesirable_weight: float = spec(1.0, gt=0.0, help="λ_U: weight of the undesirable examples' loss (keep "
                                                        "λ_D n_D / (λ_U n_U) in [1, 4/3]; the run warns outside).")
+    balance_weights: bool = spec(False, help="When the training labels put λ_D n_D / (λ_U n_U) outside [1, 4/3], "
+                                             "train with λ_D = λ_U n_U / n_D (ratio 1) instead of warning; the weight "
+                                             "used is printed.")

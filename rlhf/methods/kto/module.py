@@ -50,6 +50,7 @@ class KTOModule(TrainableModule):
     def __init__(self, cfg: Any, model: Any, tokenizer_dir: str):
         super().__init__(cfg, model, tokenizer_dir)
         self.ref = None
+        self.weights = (cfg.desirable_weight, cfg.undesirable_weight)  # (λ_D, λ_U); balance_weights may set λ_D
         self.val_metrics = KTOSums()
         self.test_metrics = KTOSums()
 
@@ -82,8 +83,7 @@ class KTOModule(TrainableModule):
             torch.distributed.all_reduce(totals)
         z0 = reference_point(totals[0], totals[1])
         desirable = batch["desirable"].bool()
-        losses = kto_losses(logratio, desirable, z0, self.cfg.beta, self.cfg.desirable_weight,
-                            self.cfg.undesirable_weight)
+        losses = kto_losses(logratio, desirable, z0, self.cfg.beta, *self.weights)
         d = desirable.to(logratio.dtype)
         return {"mean_loss": losses.mean(), "loss": losses.sum(), "count": torch.ones_like(losses).sum(),
                 "desirable_logratio": (logratio.detach() * d).sum(), "desirable": d.sum(),
@@ -111,9 +111,10 @@ class KTOModule(TrainableModule):
 
 
     def on_fit_start(self) -> None:
-        """Warn when the loss weights and the label balance are off the paper's advice (λ_D n_D / (λ_U n_U) in
-        [1, 4/3])."""
-        from lightning.pytorch.utilities import rank_zero_warn
+        """When the loss weights and the label balance are off the paper's advice (λ_D n_D / (λ_U n_U) in
+        [1, 4/3]): balance λ_D (``balance_weights``) or warn. (Recomputed from the same training split on a
+        resume, so a resumed run trains with the same weights.)"""
+        from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
         from rlhf.objectives.kto import weight_ratio
 
@@ -123,5 +124,10 @@ class KTOModule(TrainableModule):
         n_u = len(records) - n_d
         if not 1.0 <= ratio <= 4 / 3:
             balanced = self.cfg.undesirable_weight * n_u / max(n_d, 1)  # ratio 1
-            rank_zero_warn(f"KTO: λ_D n_D / (λ_U n_U) = {ratio:.2f} with {n_d} desirable and {n_u} undesirable "
-                           f"training examples; the paper advises [1, 4/3], e.g. method.desirable_weight={balanced:.2f}")
+            found = (f"KTO: λ_D n_D / (λ_U n_U) = {ratio:.2f} with {n_d} desirable and {n_u} undesirable training "
+                     f"examples; the paper advises [1, 4/3]")
+            if self.cfg.balance_weights:
+                self.weights = (balanced, self.cfg.undesirable_weight)
+                rank_zero_info(f"{found}: method.balance_weights trains with λ_D = {balanced:.3f} (ratio 1)")
+            else:
+                rank_zero_warn(f"{found}, e.g. method.desirable_weight={balanced:.2f} or method.balance_weights=true")
