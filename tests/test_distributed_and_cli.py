@@ -59,8 +59,11 @@ METHODS = {  # per method: its settings, the global batch (shared by 2 ranks und
             ["train/loss", "val/loss", "test/loss"]),
     "dpo": (["experiment=dpo_tiny", "data.source.max_articles=100", "method.evaluation.enabled=false"], 16,
             ["train/loss", "train/rewards/margin", "val/loss", "val/rewards/accuracy", "test/loss"]),
+    # (not val/kl: KTO's mismatched pairs are formed within each rank's batch, as in the paper and TRL, so the z0
+    # estimate itself differs under DDP; the losses agree while z0 is small. It matched only while the policy had
+    # hardly moved: with balanced weights it differs by 3e-4 after 2 steps.)
     "kto": (["experiment=kto_tiny", "data.source.max_articles=100"], 16,
-            ["train/loss", "train/logratio/desirable", "val/loss", "val/kl", "test/loss"]),
+            ["train/loss", "train/logratio/desirable", "val/loss", "test/loss"]),
     "classify": (["experiment=classify_bbc", "data.source.max_documents=300", "data.max_length=64"], 16,
                  ["train/loss", "train/accuracy", "val/loss", "val/macro_f1", "test/accuracy"]),
 }
