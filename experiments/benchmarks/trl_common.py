@@ -94,7 +94,7 @@ def run_trl(worker: str, workdir: Path, **settings) -> dict:
     """A TRL worker (``TRL_PRELUDE`` + ``worker``) in its own process; it writes its result to ``settings['out']``."""
     out = workdir / f"trl-{time.time_ns()}.json"
     started = time.perf_counter()
-    payload = json.dumps({**settings, "out": str(out), "model": MODEL, "log_every": LOG_EVERY})
+    payload = json.dumps({**settings, "out": str(out), "log_every": LOG_EVERY})  # (the model: settings["init"])
     done = subprocess.run([sys.executable, "-c", TRL_PRELUDE + worker, payload], cwd=workdir, text=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if done.returncode:

@@ -120,8 +120,8 @@ class KTOModule(TrainableModule):
 
         records = self.trainer.datamodule.splits["train"]
         n_d = sum(1 for r in records if r["desirable"])
-        ratio = weight_ratio(n_d, len(records) - n_d, self.cfg.desirable_weight, self.cfg.undesirable_weight)
         n_u = len(records) - n_d
+        ratio = weight_ratio(n_d, n_u, self.cfg.desirable_weight, self.cfg.undesirable_weight)
         if not 1.0 <= ratio <= 4 / 3:
             balanced = self.cfg.undesirable_weight * n_u / max(n_d, 1)  # ratio 1
             found = (f"KTO: λ_D n_D / (λ_U n_U) = {ratio:.2f} with {n_d} desirable and {n_u} undesirable training "
