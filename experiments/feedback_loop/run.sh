@@ -10,6 +10,11 @@ set -euo pipefail
 TRAIN_FROM=${TRAIN_FROM:-start}
 OUT=${OUT:-logs/experiments/feedback_loop/$TRAIN_FROM}
 SEEDS=${SEEDS:-"1 2 3"}
+PROMPTS_PER_ROUND=${PROMPTS_PER_ROUND:-128}
+EVAL_SAMPLES=${EVAL_SAMPLES:-4}
+# each round's DPO run: 40 steps (the first experiment), or e.g. TRAIN_BUDGET="trainer.max_steps=-1
+# trainer.max_epochs=3 trainer.val_check_interval=1.0": 3 epochs over every label so far
+TRAIN_BUDGET=${TRAIN_BUDGET:-"trainer.max_steps=40 trainer.val_check_interval=40"}
 export RLHF_PROGRESS=0
 SFT=${SFT:-logs/experiments/method_frontier/pipeline/sft/export}
 if [ ! -f "$SFT/model.safetensors" ]; then  # no method_frontier run here: make the same SFT start
@@ -29,9 +34,9 @@ with open(sys.argv[1], "w") as handle:
         handle.write(json.dumps({"prompt": prompt}) + "\n")
 PY
 for seed in $SEEDS; do
-  rlhf-loop --policy "$SFT" --prompts "$OUT/prompts.jsonl" --out "$OUT/seed$seed" --rounds 3 --prompts-per-round 128 \
-    --eval-prompts 32 --eval-samples 4 --seed "$seed" --train-from "$TRAIN_FROM" \
-    --train method.lr=3e-4 trainer.max_steps=40 trainer.val_check_interval=40 trainer.limit_val_batches=4 \
+  rlhf-loop --policy "$SFT" --prompts "$OUT/prompts.jsonl" --out "$OUT/seed$seed" --rounds 3 \
+    --prompts-per-round "$PROMPTS_PER_ROUND" --eval-prompts 32 --eval-samples "$EVAL_SAMPLES" --seed "$seed" \
+    --train-from "$TRAIN_FROM" --train method.lr=3e-4 $TRAIN_BUDGET trainer.limit_val_batches=4 \
             method.evaluation.enabled=false logger=csv callbacks.progress_bar=null
 done
 python "$(dirname "$0")/summarize.py" "$(dirname "$OUT")"
