@@ -73,3 +73,53 @@ def test_fsdp2_sharded_weights_are_gathered_whole_into_the_export(tmp_path):
     out = subprocess.run([sys.executable, "-c", SHARDED, str(tmp_path / "export"), tests, port],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+GATHERS = textwrap.dedent("""
+    import os, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
+
+    def main(rank, tests, port):
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp._fully_shard import _fsdp_param_group as group
+        sys.path.insert(0, tests)
+        from test_sharding import _tiny_gpt2
+        from rlhf.models.policy import _sample, sample
+        from rlhf.models.sharding import shard_blocks
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        dist.init_process_group("gloo", rank=rank, world_size=2)
+        model = shard_blocks(_tiny_gpt2(), init_device_mesh("cpu", (2,)))
+        gathers = []
+        real = group.foreach_all_gather
+        group.foreach_all_gather = lambda *a, **k: gathers.append(1) or real(*a, **k)
+        prompt, mask = torch.tensor([[1, 2, 3]]), torch.ones(1, 3, dtype=torch.long)
+        args = (8, 0, 49)  # 8 new tokens, EOS 0, pad 49
+        torch.manual_seed(0)
+        ids, _ = sample(model, prompt, mask, *args, stop_early=False)
+        once = len(gathers)
+        gathers.clear()
+        model.eval()
+        torch.manual_seed(0)
+        ids_per_step, _ = _sample(model, prompt, mask, *args, 1.0, 0, 1.0, None, False, None, None, 0)
+        assert torch.equal(ids, ids_per_step)
+        if rank == 0:
+            print(once, len(gathers))
+        dist.destroy_process_group()
+
+    if __name__ == "__main__":
+        mp.spawn(main, args=(sys.argv[1], sys.argv[2]), nprocs=2)
+""")
+
+
+def test_fsdp2_sampling_gathers_each_block_once_not_once_per_token(tmp_path):
+    """sample() under FSDP2 (2 CPU processes) all-gathers each of the 3 units (2 blocks, the rest) once for 8 new
+    tokens; a plain forward loop gathers the blocks again at every token, for the same tokens."""
+    import random
+    from pathlib import Path
+
+    script = tmp_path / "gathers.py"  # (a file: spawned ranks import their function from it)
+    script.write_text(GATHERS)
+    out = subprocess.run([sys.executable, str(script), str(Path(__file__).parent), str(random.randint(20000, 40000))],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    once, per_step = map(int, out.stdout.split()[-2:])
+    assert once == 3 and per_step > 8, (once, per_step)

@@ -78,6 +78,16 @@ class FSDPStrategyConf:
 
 
 @dataclass
+class FSDP2StrategyConf:
+    """``strategy=fsdp2``: FSDP2 (``fully_shard`` per transformer block) through Lightning's ModelParallelStrategy;
+    GPUs, or CPU processes over gloo."""
+    _target_: str = "rlhf.models.sharding.FSDP2Strategy"
+    process_group_backend: str | None = spec(None, choices=[None, "nccl", "gloo"],
+                                             help="Collective backend (default: nccl on GPU, gloo on CPU).")
+    timeout: TimeoutConf = spec(factory=TimeoutConf, help="Collective timeout (strategy.timeout.minutes).")
+
+
+@dataclass
 class DeepSpeedStrategyConf:
     _target_: str = "lightning.pytorch.strategies.DeepSpeedStrategy"
     stage: int = spec(2, ge=1, le=3, help="ZeRO stage.")
@@ -86,7 +96,7 @@ class DeepSpeedStrategyConf:
     timeout: TimeoutConf = spec(factory=TimeoutConf, help="Collective timeout (strategy.timeout.minutes).")
 
 
-STRATEGY_KINDS = {"DDPStrategy": "ddp", "FSDPStrategy": "fsdp", "ModelParallelStrategy": "fsdp",
+STRATEGY_KINDS = {"DDPStrategy": "ddp", "FSDPStrategy": "fsdp", "FSDP2Strategy": "fsdp2",
                   "DeepSpeedStrategy": "deepspeed"}
 
 

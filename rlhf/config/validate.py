@@ -124,5 +124,5 @@ def _device_problems(cfg: DictConfig) -> list[str]:
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     if name in ("fsdp", "deepspeed") and accelerator == "cpu":
         return [f"strategy={name} needs GPUs (trainer.accelerator={cfg.trainer.accelerator} runs on CPU here); on "
-                f"CPU use strategy=ddp"]
+                f"CPU use strategy=ddp or strategy=fsdp2"]
     return []

@@ -16,6 +16,7 @@ from rlhf.config.fields import as_config
 from rlhf.errors import ModelError
 from rlhf.models.backbones import _from_pretrained, auto_config, finish_model, fit_embeddings
 from rlhf.models.reward import gpt2_config
+from rlhf.models.sharding import gathered_for_generation
 
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # GPT2LMHeadModel, LlamaForCausalLM, GPTNeoXForCausalLM, ...
 
@@ -197,8 +198,9 @@ def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torc
     was_training = model.training
     model.eval()  # generation needs the KV cache, which transformers turns off in train mode under checkpointing
     try:
-        return _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, temperature,
-                       top_k, top_p, generator, stop_early, banned_ids, row_keys, stream)
+        with gathered_for_generation(model):  # FSDP2: each block gathered once, not once per new token
+            return _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, temperature,
+                           top_k, top_p, generator, stop_early, banned_ids, row_keys, stream)
     finally:
         model.train(was_training)
 

@@ -12,10 +12,12 @@ from torch import nn
 def is_sharded(model: nn.Module) -> bool:
     """Whether some parameter of ``model`` lives in pieces across ranks (a DTensor of FSDP2, an FSDP1 flat parameter,
     or a ZeRO-3 partitioned parameter)."""
+    from torch.distributed.fsdp import FSDPModule
     from torch.distributed.tensor import DTensor
 
+    # (an FSDP2 module between its forward and backward holds whole, plain tensors: hence the FSDPModule test)
     return any(isinstance(p, DTensor) or hasattr(p, "ds_id") for p in model.parameters()) or any(
-        type(m).__name__ == "FullyShardedDataParallel" for m in model.modules())
+        isinstance(m, FSDPModule) or type(m).__name__ == "FullyShardedDataParallel" for m in model.modules())
 
 
 def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor] | None:
@@ -33,6 +35,73 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor] | None:
     with gather:
         if not any(hasattr(p, "ds_id") for p in model.parameters()):
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+            from torch.distributed.fsdp import FSDPModule
+
+            for module in model.modules():  # FSDP2 leaves the root gathered after a forward without backward (test)
+                if isinstance(module, FSDPModule):
+                    module.reshard()
 
             return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+@contextlib.contextmanager
+def gathered_for_generation(model: nn.Module):
+    """Under FSDP2, keep every block of ``model`` gathered through a loop of forward passes without backward (sampling
+    a response token by token), instead of all-gathering it again for each new token; resharded after, and the root
+    back to FSDP2's default (gathered until the backward). Whole models: nothing to do. Every rank must enter it."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if not isinstance(model, FSDPModule):
+        yield
+        return
+    model.set_reshard_after_forward(False)
+    try:
+        yield
+    finally:
+        model.set_reshard_after_forward(True)
+        model.set_reshard_after_forward(False, recurse=False)
+        for module in model.modules():
+            if isinstance(module, FSDPModule):
+                module.reshard()
+
+
+def shard_blocks(network: nn.Module, mesh) -> nn.Module:
+    """FSDP2 (``torch.distributed.fsdp.fully_shard``) over ``mesh``: each transformer block (the classes a
+    ``transformers`` model names in ``_no_split_modules``) becomes its own unit, gathered for its forward and
+    backward and freed after, then the rest of ``network`` (embeddings, heads) one unit. Frozen networks (a reference
+    policy) are sharded the same way; their parameters simply get no gradients."""
+    from torch.distributed.fsdp import fully_shard
+
+    block_names = set()
+    for module in network.modules():
+        block_names.update(getattr(module, "_no_split_modules", None) or [])
+    for module in network.modules():
+        if type(module).__name__ in block_names:
+            fully_shard(module, mesh=mesh)
+    return fully_shard(network, mesh=mesh)
+
+
+def _model_parallel_strategy():
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    return ModelParallelStrategy
+
+
+class FSDP2Strategy(_model_parallel_strategy()):
+    """``strategy=fsdp2``: Lightning's ``ModelParallelStrategy`` as pure FSDP2 data parallelism. Every device of every
+    node is a data-parallel rank (no tensor parallelism), and each method's networks are sharded by
+    :func:`shard_blocks` in ``configure_model``. Runs on GPUs (nccl) and, for tests, on CPU processes (gloo).
+
+    Checkpoints are whole (gathered on rank 0, one file, as under DDP), so they resume under any strategy."""
+
+    def __init__(self, process_group_backend: str | None = None, timeout=None, **kwargs):
+        from torch.distributed.constants import default_pg_timeout
+
+        super().__init__(data_parallel_size="auto", tensor_parallel_size=1, save_distributed_checkpoint=False,
+                         process_group_backend=process_group_backend, timeout=timeout or default_pg_timeout,
+                         **kwargs)
+
+    def setup_environment(self) -> None:
+        self._data_parallel_size = self.num_nodes * self.num_processes  # "auto" would be one rank per node
+        super().setup_environment()

@@ -109,6 +109,6 @@ def ppo_run_problems(cfg: DictConfig) -> list[str]:
     if is_sharded(cfg.strategy):
         strategy = strategy_kind(cfg.strategy)
         problems.append(f"method=ppo does not support strategy={strategy}{' stage 3' if strategy == 'deepspeed' else ''}"
-                        f": rollouts, the frozen reference and the value model need whole weights on every rank; use "
-                        f"strategy=ddp or strategy=deepspeed (ZeRO-2)")
+                        f": it builds the networks in pieces before PPO can wrap them; use strategy=fsdp2 (FSDP2: "
+                        f"sharded policy, reference and value model), strategy=ddp or strategy=deepspeed (ZeRO-2)")
     return problems
