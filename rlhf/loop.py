@@ -10,7 +10,7 @@ Each round ``r`` (under ``--out``/``round<r>/``):
      annotator: a gold scorer (``--gold``, VADER by default) with Bradley-Terry noise, P(a > b) =
      sigmoid((g(a) - g(b)) / ``--noise``), and a tie when the gold scores are equal (ties are not trained on);
   3. ``train/``: an ordinary ``rlhf-train experiment=dpo_tiny`` run on every label of rounds 0..r
-     (``train_labels.jsonl``), plus any ``--train`` overrides, from ``--train-from``: ``start`` (the default: from
+     (``train_labels.jsonl``), ``--epochs`` passes over them, plus any ``--train`` overrides, from ``--train-from``: ``start`` (the default: from
      the starting policy, always the reference; the labels come from ever newer policies, the anchor stays) or
      ``previous`` (iterative DPO: from the current policy, which is also its reference); its export is the next
      round's policy;
@@ -76,6 +76,17 @@ def _labelled(path: Path) -> list[dict]:
         if path.exists() else []
 
 
+def train_command(args: argparse.Namespace, start: str, train_labels: Path, train_dir: Path, r: int) -> list[str]:
+    """Round ``r``'s ``rlhf-train`` command: DPO from ``start`` on ``train_labels``, for ``--epochs`` passes over
+    them (more labels, more steps; 0: experiment=dpo_tiny's fixed steps), then the ``--train`` overrides."""
+    budget = [] if not args.epochs else [
+        "trainer.max_steps=-1", f"trainer.max_epochs={args.epochs}", "trainer.val_check_interval=1.0",
+        "trainer.check_val_every_n_epoch=1"]
+    return [sys.executable, "-m", "rlhf.train", "experiment=dpo_tiny", "model=pretrained",
+            f"model.name_or_path={start}", "data.source.kind=file", f"data.source.path={train_labels}",
+            f"seed={args.seed * 1000 + r}", "ckpt_path=auto", f"hydra.run.dir={train_dir}", *budget, *args.train]
+
+
 def run_round(r: int, args: argparse.Namespace, policy: str, prompts: list, held_out: list) -> dict | None:
     """One round; returns its summary, or None when a person stopped labelling before the round's last pair."""
     from rlhf.data.readers import write_jsonl
@@ -110,10 +121,8 @@ def run_round(r: int, args: argparse.Namespace, policy: str, prompts: list, held
     write_jsonl(train_labels, every)
     train_dir = here / "train"
     if not (train_dir / "export" / "config.json").exists():
-        start = args.policy if args.train_from == "start" else policy
-        command = [sys.executable, "-m", "rlhf.train", "experiment=dpo_tiny", "model=pretrained",
-                   f"model.name_or_path={start}", "data.source.kind=file", f"data.source.path={train_labels}",
-                   f"seed={args.seed * 1000 + r}", "ckpt_path=auto", f"hydra.run.dir={train_dir}", *args.train]
+        command = train_command(args, args.policy if args.train_from == "start" else policy, train_labels,
+                                train_dir, r)
         print(f"round {r}: training on {len(every)} labels: {' '.join(command[2:])}", flush=True)
         done = subprocess.run(command)
         if done.returncode:
@@ -139,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts-per-round", type=int, default=128)
     parser.add_argument("--eval-prompts", type=int, default=32, help="held-out prompts (the first N of the file; "
                                                                      "never trained on); 0: no evaluation")
-    parser.add_argument("--eval-samples", type=int, default=4, help="samples per held-out prompt")
+    parser.add_argument("--eval-samples", type=int, default=16, help="samples per held-out prompt")
     parser.add_argument("--annotator", choices=["simulated", "human"], default="simulated")
     parser.add_argument("--name", default="human", help="--annotator human: your name on every label")
     parser.add_argument("--gold", default="vader", choices=["vader", "offensive"], help="the simulated annotator's "
@@ -153,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", nargs="*", default=[], metavar="OVERRIDE",
                         help="extra rlhf-train overrides of every round's DPO run (e.g. method.lr=1e-3 "
                              "trainer.max_steps=100)")
+    parser.add_argument("--epochs", type=int, default=3, help="each round's DPO makes this many passes over every "
+                                                               "label so far; 0: experiment=dpo_tiny's 300 steps")
     parser.add_argument("--train-from", choices=["start", "previous"], default="start",
                         help="each round's DPO starts from (and is anchored to) the starting policy, or the previous "
                              "round's policy (iterative DPO: drifted to KL 72-365 in experiments/feedback_loop)")

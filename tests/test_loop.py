@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rlhf.data.simulated_feedback import bradley_terry_choice
-from rlhf.loop import simulated_labels
+from rlhf.loop import simulated_labels, train_command
 
 TINY_DPO = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.intermediate_size=64",
             "data.loader.batch_size=4", "trainer.max_steps=4", "trainer.val_check_interval=4",
@@ -34,8 +34,8 @@ def _loop(tmp_path: Path, policy: Path, rounds: int = 2, **popen) -> list[str]:
         prompts.write_text("".join(f"Today in the news, story {i}:\n" for i in range(4 + 2 * 24)))
     return [sys.executable, "-m", "rlhf.loop", "--policy", str(policy), "--prompts", str(prompts), "--out",
             str(tmp_path / "loop"), "--rounds", str(rounds), "--prompts-per-round", "24", "--eval-prompts", "4",
-            "--eval-samples", "2", "--max-new-tokens", "6", "--gold", "offensive",  # (VADER scores a random
-            "--train", *TINY_DPO, f"paths.cache_dir={tmp_path}/c"]  # model's samples all 0: ties, no pairs to learn)
+            "--eval-samples", "2", "--max-new-tokens", "6", "--epochs", "0", "--gold", "offensive",  # (VADER: a random
+            "--train", *TINY_DPO, f"paths.cache_dir={tmp_path}/c"]  # model's samples score 0: ties, nothing to learn)
 
 
 def _env() -> dict:
@@ -129,3 +129,19 @@ def test_a_kill_during_a_rounds_training_loses_and_duplicates_no_label(tmp_path,
         ids = [row["id"] for row in _rows(tmp_path / "loop" / f"round{r}" / "labels.jsonl")]
         assert len(ids) == len(set(ids)) == 24
     assert _rows(tmp_path / "loop" / "loop_summary.jsonl")[1]["labels_total"] == 48
+
+
+def test_each_rounds_dpo_makes_epochs_over_every_label_so_far_unless_told_otherwise():
+    """--epochs 3 (the default): the step budget grows with the labels (experiments/feedback_loop: gold rose every
+    round in 3/3 seeds with it); the user's --train overrides come last, so they win; --epochs 0: dpo_tiny's steps."""
+    import argparse
+
+    args = argparse.Namespace(epochs=3, seed=2, train=["trainer.max_epochs=5"])
+    command = train_command(args, "sft/export", Path("labels.jsonl"), Path("round1/train"), 1)
+    assert command[3:] == ["experiment=dpo_tiny", "model=pretrained", "model.name_or_path=sft/export",
+                           "data.source.kind=file", "data.source.path=labels.jsonl", "seed=2001", "ckpt_path=auto",
+                           "hydra.run.dir=round1/train", "trainer.max_steps=-1", "trainer.max_epochs=3",
+                           "trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=1",
+                           "trainer.max_epochs=5"]
+    args.epochs = 0
+    assert not any("max_epochs=3" in a or "max_steps" in a for a in train_command(args, "s", Path("l"), Path("t"), 0))
