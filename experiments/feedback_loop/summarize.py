@@ -38,6 +38,9 @@ try:
     import matplotlib.pyplot as plt
 except ImportError:
     sys.exit("(no plot: pip install -e '.[notebooks]' for matplotlib)")
+TITLES = {"previous": "128 pairs/round, 40 steps, --train-from previous",
+          "start": "128 pairs/round, 40 steps, --train-from start",
+          "start_512x3ep": "512 pairs/round, 3 epochs, --train-from start"}
 modes = sorted({key[0] for key in runs})
 fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4), sharey=True, squeeze=False)
 for ax, train_from in zip(axes[0], modes):
@@ -46,10 +49,10 @@ for ax, train_from in zip(axes[0], modes):
             ax.errorbar(range(len(rows)), [r["gold"] for r in rows], yerr=[r["gold_se"] for r in rows], marker="o",
                         capsize=2, label=seed)
     ax.set_xticks(range(4), ["SFT", "round 0", "round 1", "round 2"])
-    ax.set_title(f"--train-from {train_from}")
+    ax.set_title(TITLES.get(train_from, train_from))
     ax.grid(alpha=0.3)
     ax.legend()
-axes[0][0].set_ylabel("held-out gold score (VADER, 128 samples)")
+axes[0][0].set_ylabel("held-out gold score (VADER)")
 fig.suptitle("rlhf-loop with a simulated annotator")
 fig.tight_layout()
 figure = Path(__file__).resolve().parent / "rounds.png"
