@@ -101,7 +101,7 @@ STRATEGY_KINDS = {"DDPStrategy": "ddp", "FSDPStrategy": "fsdp", "FSDP2Strategy":
 
 
 def strategy_kind(strategy: Any) -> str:
-    """``auto``, ``ddp``, ``fsdp``, ``deepspeed`` or ``other``: what the ``strategy`` node builds (by its
+    """``auto``, ``ddp``, ``fsdp``, ``fsdp2``, ``deepspeed`` or ``other``: what the ``strategy`` node builds (by its
     ``_target_``'s class name), for the checks that depend on it."""
     target = strategy.get("_target_") if strategy is not None else None
     if not target:

@@ -1,11 +1,13 @@
-"""Whole weights from a model a sharded strategy split across ranks: what an export needs under FSDP (Lightning's
-``FSDPStrategy``, FSDP2's ``fully_shard`` / ``ModelParallelStrategy``) and DeepSpeed ZeRO-3."""
+"""Sharded training: ``strategy=fsdp2`` (:class:`FSDP2Strategy`, which shards each method's networks with
+:func:`shard_blocks`), sampling from sharded blocks gathered once (:func:`gathered_for_generation`), and the whole
+weights an export needs from a model split across ranks (FSDP1, FSDP2, DeepSpeed ZeRO-3)."""
 
 from __future__ import annotations
 
 import contextlib
 
 import torch
+from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
 
 
@@ -82,13 +84,7 @@ def shard_blocks(network: nn.Module, mesh) -> nn.Module:
     return fully_shard(network, mesh=mesh)
 
 
-def _model_parallel_strategy():
-    from lightning.pytorch.strategies import ModelParallelStrategy
-
-    return ModelParallelStrategy
-
-
-class FSDP2Strategy(_model_parallel_strategy()):
+class FSDP2Strategy(ModelParallelStrategy):
     """``strategy=fsdp2``: Lightning's ``ModelParallelStrategy`` as pure FSDP2 data parallelism. Every device of every
     node is a data-parallel rank (no tensor parallelism), and each method's networks are sharded by
     :func:`shard_blocks` in ``configure_model``. Runs on GPUs (nccl) and, for tests, on CPU processes (gloo).
