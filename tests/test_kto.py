@@ -123,3 +123,7 @@ def test_kto_tiny_runs_offline_on_the_simulated_ratings_and_exports(make_cfg):
     for key in ("train/loss", "train/kl", "val/loss", "test/logratio/desirable", "test/kl"):
         assert key in metrics and math.isfinite(metrics[key]), key
     assert AutoModelForCausalLM.from_pretrained(Path(cfg.paths.output_dir) / "export") is not None
+    from rlhf.methods.kto.module import KTOModule  # the checkpoint loads back (its settings are a plain dict there)
+
+    loaded = KTOModule.load_from_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    assert loaded.model is not None and loaded.weights == (1.0, 1.0)  # (balanced again when a fit starts)

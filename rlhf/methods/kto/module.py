@@ -50,7 +50,7 @@ class KTOModule(TrainableModule):
     def __init__(self, cfg: Any, model: Any, tokenizer_dir: str):
         super().__init__(cfg, model, tokenizer_dir)
         self.ref = None
-        self.weights = (cfg.desirable_weight, cfg.undesirable_weight)  # (λ_D, λ_U); balance_weights may set λ_D
+        self.weights = (self.cfg.desirable_weight, self.cfg.undesirable_weight)  # (λ_D, λ_U); balance_weights may set λ_D
         self.val_metrics = KTOSums()
         self.test_metrics = KTOSums()
 
