@@ -10,10 +10,10 @@ Each round ``r`` (under ``--out``/``round<r>/``):
      annotator: a gold scorer (``--gold``, VADER by default) with Bradley-Terry noise, P(a > b) =
      sigmoid((g(a) - g(b)) / ``--noise``), and a tie when the gold scores are equal (ties are not trained on);
   3. ``train/``: an ordinary ``rlhf-train experiment=dpo_tiny`` run on every label of rounds 0..r
-     (``train_labels.jsonl``), ``--epochs`` passes over them, plus any ``--train`` overrides, from ``--train-from``: ``start`` (the default: from
-     the starting policy, always the reference; the labels come from ever newer policies, the anchor stays) or
-     ``previous`` (iterative DPO: from the current policy, which is also its reference); its export is the next
-     round's policy;
+     (``train_labels.jsonl``), ``--epochs`` passes over them, plus any ``--train`` overrides, from ``--train-from``:
+     ``start`` (the default: from the starting policy, always the reference; the labels come from ever newer
+     policies, the anchor stays) or ``previous`` (iterative DPO: from the current policy, which is also its
+     reference); its export is the next round's policy;
   4. ``summary.jsonl``: the new policy's held-out gold score (the first ``--eval-prompts`` prompts, never used for
      training) and its KL to the starting policy, with the label counts; ``loop_summary.jsonl`` holds every round and
      ``start.jsonl`` the starting policy's.

@@ -77,7 +77,7 @@ def _curves(run_dir: Path, keys: list[str]) -> dict[str, list[tuple[int, float]]
     return {key: [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")] for key in keys}
 
 
-def _one_and_two_processes(tmp_path: Path, method: str, strategy: str) -> dict[str, dict]:
+def _one_and_two_processes(tmp_path: Path, method: str, strategy: str) -> None:
     """The method's curves with 1 process x the global batch and 2 processes x half of it, both under ``strategy``
     (none for the single process of the DDP comparison)."""
     settings, batch, keys = METHODS[method]
@@ -97,7 +97,6 @@ def _one_and_two_processes(tmp_path: Path, method: str, strategy: str) -> dict[s
         assert one and [s for s, _ in one] == [s for s, _ in two], (key, one, two)
         for (step, a), (_, b) in zip(one, two):
             assert b == pytest.approx(a, rel=TOLERANCE, abs=TOLERANCE), (key, step, a, b)
-    return runs
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """Table and plot of experiments/feedback_loop/run.sh: the held-out gold score (VADER) and KL to the SFT start after
-each round of rlhf-loop, per way of training (``start``, ``previous``: the run.sh TRAIN_FROM) and seed; writes
-``rounds.png`` next to this script.
+each round of rlhf-loop, per run.sh output directory (``start``, ``previous``: the first experiment's two ways of
+training; ``start_512x3ep``: the default run.sh) and seed; writes ``rounds.png`` next to this script.
     python experiments/feedback_loop/summarize.py [logs/experiments/feedback_loop]"""
 
 import json

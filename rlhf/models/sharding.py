@@ -5,10 +5,12 @@ weights an export needs from a model split across ranks (FSDP1, FSDP2, DeepSpeed
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
+from torch.distributed.constants import default_pg_timeout
 
 
 def is_sharded(model: nn.Module) -> bool:
@@ -91,12 +93,9 @@ class FSDP2Strategy(ModelParallelStrategy):
 
     Checkpoints are whole (gathered on rank 0, one file, as under DDP), so they resume under any strategy."""
 
-    def __init__(self, process_group_backend: str | None = None, timeout=None, **kwargs):
-        from torch.distributed.constants import default_pg_timeout
-
+    def __init__(self, process_group_backend: str | None = None, timeout: timedelta = default_pg_timeout):
         super().__init__(data_parallel_size="auto", tensor_parallel_size=1, save_distributed_checkpoint=False,
-                         process_group_backend=process_group_backend, timeout=timeout or default_pg_timeout,
-                         **kwargs)
+                         process_group_backend=process_group_backend, timeout=timeout)
 
     def setup_environment(self) -> None:
         self._data_parallel_size = self.num_nodes * self.num_processes  # "auto" would be one rank per node
