@@ -472,6 +472,27 @@ def test_keyed_sampling_follows_the_softmax_and_ignores_the_batch_around_a_row()
     assert not torch.equal(other_stream, tokens)
 
 
+def test_one_prompt_encoding_for_k_samples_samples_what_the_repeated_prompts_would():
+    """repeats=k (PPO's samples_per_prompt): the prompts' pass and KV cache computed once and repeated give the
+    tokens and logprobs of sampling the prompts repeated k times, keyed or from a generator."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from rlhf.models.policy import left_pad
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=64, n_positions=64)).eval()
+    ids, mask = left_pad([[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]], pad_token_id=0)  # different lengths: padding
+    k, settings = 4, dict(max_new_tokens=10, eos_token_id=1, pad_token_id=0, banned_ids=[0], stop_early=False)
+    keys = torch.arange(3 * k)
+    repeated = (ids.repeat_interleave(k, 0), mask.repeat_interleave(k, 0))
+    for randomness in (lambda: dict(row_keys=keys, stream=3), lambda: dict(generator=torch.Generator().manual_seed(7))):
+        once, once_logp = sample(model, ids, mask, repeats=k, **settings, **randomness())
+        each, each_logp = sample(model, *repeated, **settings, **randomness())
+        assert once.shape == (3 * k, 10) and torch.equal(once, each)
+        assert torch.allclose(once_logp, each_logp, atol=1e-5)
+    assert not torch.equal(once[0], once[1])  # the k samples of a prompt differ
+
+
 def test_gradient_accumulation_equals_the_large_batch(ppo_parts):
     _, _, module, batch = ppo_parts("method.value=separate")
     roll = module.rollout(batch, torch.Generator().manual_seed(0))

@@ -181,8 +181,10 @@ def build_critic(init: str, policy: PreTrainedModel, tokenizer) -> Critic:
 def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
            eos_token_id: int, pad_token_id: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
            generator: torch.Generator | None = None, stop_early: bool = True, banned_ids: list[int] | None = None,
-           row_keys: torch.Tensor | None = None, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample continuations of left-padded prompts with a KV cache.
+           row_keys: torch.Tensor | None = None, stream: int = 0, repeats: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample continuations of left-padded prompts with a KV cache; ``repeats`` continuations of each prompt
+    (consecutive rows of the result), from one encoding of it: the prompts' pass and its KV cache are computed once
+    and then repeated, so ``repeats=k`` samples what the prompts repeated k times would, for 1/k of the prompt work.
 
     Pure sampling from ``softmax(logits / T)`` by default (top_k=0, top_p=1), so the logprobs recomputed later with
     :func:`scaled_logits` are those of the sampling distribution. ``banned_ids`` (the pad token, which an untrained
@@ -200,24 +202,26 @@ def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torc
     try:
         with gathered_for_generation(model):  # FSDP2: each block gathered once, not once per new token
             return _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, temperature,
-                           top_k, top_p, generator, stop_early, banned_ids, row_keys, stream)
+                           top_k, top_p, generator, stop_early, banned_ids, row_keys, stream, repeats)
     finally:
         model.train(was_training)
 
 
 def _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, temperature, top_k, top_p,
-            generator, stop_early, banned_ids, row_keys, stream) -> tuple[torch.Tensor, torch.Tensor]:
-    batch = input_ids.shape[0]
+            generator, stop_early, banned_ids, row_keys, stream, repeats=1) -> tuple[torch.Tensor, torch.Tensor]:
     device = input_ids.device
-    mask = attention_mask.clone()
-    positions = position_ids(mask)
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    next_position = positions[:, -1] + 1
+    positions = position_ids(attention_mask)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
+    last, cache, mask, next_position = out.logits[:, -1, :], out.past_key_values, attention_mask, positions[:, -1] + 1
+    if repeats > 1:  # each prompt's encoding serves its `repeats` samples (consecutive rows)
+        cache.batch_repeat_interleave(repeats)
+        last, mask, next_position = (x.repeat_interleave(repeats, 0) for x in (last, mask, next_position))
+    batch = mask.shape[0]
     tokens = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
-        logits = _truncate(scaled_logits(out.logits[:, -1, :], temperature, banned_ids), top_k, top_p)
+        logits = _truncate(scaled_logits(last, temperature, banned_ids), top_k, top_p)
         logp = torch.log_softmax(logits, dim=-1)
         if row_keys is None:
             token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
@@ -231,8 +235,8 @@ def _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_
             break
         mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
         out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position[:, None],
-                    past_key_values=out.past_key_values, use_cache=True)
-        next_position = next_position + 1
+                    past_key_values=cache, use_cache=True)
+        last, cache, next_position = out.logits[:, -1, :], out.past_key_values, next_position + 1
     return tokens, logprobs
 
 

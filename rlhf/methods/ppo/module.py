@@ -166,9 +166,10 @@ class PPOModule(TrainableModule):
         if key_tag and "index" in batch:
             row_keys, stream = sample_row_keys(batch["index"], k), stable_seed(hp.seed, *key_tag)
         with timed(times, "generate"):
-            responses, sample_logprobs = sample(self.model, input_ids, attention_mask, hp.max_new_tokens,
-                                                tok.eos_token_id, tok.pad_token_id, hp.temperature, hp.top_k, hp.top_p,
-                                                generator, banned_ids=self.banned_ids, row_keys=row_keys, stream=stream)
+            responses, sample_logprobs = sample(self.model, batch["input_ids"], batch["attention_mask"],
+                                                hp.max_new_tokens, tok.eos_token_id, tok.pad_token_id, hp.temperature,
+                                                hp.top_k, hp.top_p, generator, banned_ids=self.banned_ids,
+                                                row_keys=row_keys, stream=stream, repeats=k)
             mask = response_mask(responses, tok.eos_token_id, tok.pad_token_id)
         with timed(times, "score"):
             texts = self._decode(responses, mask)
