@@ -17,7 +17,7 @@ from rlhf.errors import ConfigError
 from rlhf.methods.ppo import monitors
 from rlhf.methods.ppo.lightning_compat import count_iteration
 from rlhf.methods.ppo.metrics import SampleMeans, UpdateStats
-from rlhf.methods.ppo.rollout import Advantages, Rollout, minibatches, sample_row_keys
+from rlhf.methods.ppo.rollout import Advantages, Rollout, minibatches, sample_row_keys, trim_padding
 from rlhf.models.policy import position_ids, response_logprobs, response_mask, sample, token_logprobs
 from rlhf.objectives.ppo import (
     AdaptiveKLController,
@@ -509,6 +509,44 @@ def test_gradient_accumulation_equals_the_large_batch(ppo_parts):
     for micro in (3, 1):
         for a, b in zip(grads[8], grads[micro]):
             assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("value", ["head", "separate"])
+def test_the_update_drops_padding_columns_and_computes_the_same_loss_and_gradient(ppo_parts, value):
+    """A micro-batch's passes skip the prompt columns that are left padding in every row and the response columns
+    after every row has ended; the loss and every gradient are those of the padded micro-batch."""
+    from dataclasses import replace
+
+    _, _, module, batch = ppo_parts(f"method.value={value}", "method.max_new_tokens=8")
+    roll = module.rollout(batch, torch.Generator().manual_seed(0))
+    cut = torch.zeros_like(roll.mask)  # every response ends by its 5th token, row 0 after its 2nd
+    cut[:, :5], cut[0, 2:] = 1.0, 0.0
+    pad = module.tokenizer.pad_token_id
+    responses = torch.where(cut.bool(), roll.responses, pad)
+    roll = replace(roll, responses=responses, mask=roll.mask * cut, seq=torch.cat([roll.seq[:, :roll.prompt_len],
+                   responses], 1), seq_mask=torch.cat([roll.seq_mask[:, :roll.prompt_len], cut.long()], 1))
+    with torch.no_grad():  # ratios away from 1, so the clipped terms are live
+        for p in module.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    adv = module.advantages(roll)
+    rows = roll.seq_mask[:, :roll.prompt_len].sum(1).argsort()[:3]  # the shortest prompts: shared left padding
+    rows = torch.cat([torch.tensor([0]), rows[rows != 0][:2]])
+    part, part_adv = roll.select(rows), adv.select(rows)
+    trimmed, trimmed_adv = trim_padding(part, part_adv)
+    lead = part.seq.shape[1] - part.responses.shape[1] - trimmed.prompt_len
+    assert lead > 0 and trimmed.responses.shape[1] == 5 and trimmed_adv.advantages.shape[1] == 5
+    assert trimmed.seq.shape[1] == part.seq.shape[1] - lead - 3
+    results = []
+    for record, record_adv in ((part, part_adv), (trimmed, trimmed_adv)):
+        module.zero_grad(set_to_none=True)
+        loss, logs = module._loss_sum(record, record_adv, warmup=False)
+        loss.backward()
+        results.append((loss.detach(), logs, [p.grad.clone() for p in module.parameters() if p.grad is not None]))
+    (loss, logs, grads), (loss_t, logs_t, grads_t) = results
+    assert torch.allclose(loss, loss_t, atol=1e-5) and float(logs["tokens"]) == float(logs_t["tokens"]) == 2 + 5 + 5
+    assert len(grads) == len(grads_t)
+    for a, b in zip(grads, grads_t):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
 
 
 def test_batch_sizes_must_divide_and_lightning_accumulation_is_refused(make_cfg):

@@ -107,6 +107,21 @@ class Preemption(Callback):
             previous(self._signum, None)
 
 
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's piece of a sharded (DTensor) gradient; the tensor itself otherwise."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    """No inf or nan in any of ``tensors``, with one host sync: a tensor with inf or nan has a non-finite norm. (So
+    does a finite tensor whose norm overflows: False here, and the caller's exact per-tensor check clears it.)"""
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for tensor in tensors:
+        groups.setdefault((tensor.device, tensor.dtype), []).append(tensor)
+    norms = [norm.float().to(tensors[0].device) for group in groups.values() for norm in torch._foreach_norm(group)]
+    return bool(torch.stack(norms).isfinite().all())
+
+
 class NonFiniteGuard(Callback):
     """The check before each optimizer step (``callbacks.nonfinite``): a callback that the modules find among the
     trainer's callbacks and call with the loss and gradients (``TrainableModule.nonfinite_guard``); it has no hooks
@@ -125,8 +140,11 @@ class NonFiniteGuard(Callback):
         """The first non-finite thing: ``train/loss`` or ``grad of <parameter>``; None if all finite."""
         if loss is not None and not torch.isfinite(loss.detach()).all():
             return f"train/loss={float(loss.detach().float().reshape(-1)[0])}"
-        for name, param in params:
-            if param.grad is not None and not torch.isfinite(param.grad).all():
+        named = [(name, _local(param.grad)) for name, param in params if param.grad is not None]
+        if not named or _all_finite([grad for _, grad in named]):
+            return None
+        for name, grad in named:  # a fault: name the first parameter
+            if not torch.isfinite(grad).all():
                 return f"the gradient of {name}"
         return None
 

@@ -4,6 +4,8 @@ plus the sampling loop PPO uses and the logprob/value passes that must agree wit
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +213,8 @@ def _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_
             generator, stop_early, banned_ids, row_keys, stream, repeats=1) -> tuple[torch.Tensor, torch.Tensor]:
     device = input_ids.device
     positions = position_ids(attention_mask)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
+    keep = {"logits_to_keep": 1} if keeps_logits(model) else {}  # the prompts' last position only
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True, **keep)
     last, cache, mask, next_position = out.logits[:, -1, :], out.past_key_values, attention_mask, positions[:, -1] + 1
     if repeats > 1:  # each prompt's encoding serves its `repeats` samples (consecutive rows)
         cache.batch_repeat_interleave(repeats)
@@ -275,12 +278,25 @@ def response_mask(responses: torch.Tensor, eos_token_id: int, pad_token_id: int)
 def forward_logits(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    prompt_length: int, output_hidden: bool = False):
     """Logits that predict each response token (positions prompt_length-1 .. end-1) of prompt+response sequences,
-    with the position ids generation used; and the matching last hidden states if asked."""
+    with the position ids generation used; and the matching last hidden states if asked. Only those positions go
+    through the output layer (``logits_to_keep``), not the prompt's."""
+    keep = {"logits_to_keep": input_ids.shape[1] - prompt_length + 1} if keeps_logits(model) else {}
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                output_hidden_states=output_hidden)
-    logits = out.logits[:, prompt_length - 1:-1, :]
+                output_hidden_states=output_hidden, **keep)
+    logits = out.logits[:, -(input_ids.shape[1] - prompt_length + 1):-1, :]
     hidden = out.hidden_states[-1][:, prompt_length - 1:-1, :] if output_hidden else None
     return logits, hidden
+
+
+def keeps_logits(model: nn.Module) -> bool:
+    """The model's forward takes ``logits_to_keep`` (every causal LM of transformers 5 does; remote code may not)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model: its base model's
+    return _takes_logits_to_keep(type(base))
+
+
+@functools.cache
+def _takes_logits_to_keep(cls: type) -> bool:
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
 def scaled_logits(logits: torch.Tensor, temperature: float, banned_ids: list[int] | None = None) -> torch.Tensor:

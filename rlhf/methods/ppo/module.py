@@ -27,7 +27,7 @@ from rlhf.methods.ppo import monitors
 from rlhf.methods.ppo.config import PPOMethodConf
 from rlhf.methods.ppo.lightning_compat import count_iteration
 from rlhf.methods.ppo.metrics import SampleMeans, UpdateStats, k1_per_response, rollout_stats, sample_values
-from rlhf.methods.ppo.rollout import Advantages, Rollout, minibatches, sample_row_keys, timed
+from rlhf.methods.ppo.rollout import Advantages, Rollout, minibatches, sample_row_keys, timed, trim_padding
 from rlhf.models.lora import is_lora, reference_of
 from rlhf.models.policy import (
     ValueHead,
@@ -221,16 +221,19 @@ class PPOModule(TrainableModule):
         hp = self.cfg
         policy_opt, value_opt = self.optimizers(use_pl_optimizer=False)
         micro = hp.micro_batch_size or rollout.size // hp.num_minibatches
+        value_name = "value_head" if self.value_head is not None else "critic"
+        policy_params = list(self.model.named_parameters(prefix="model"))
+        value_params = list(self._value_module().named_parameters(prefix=value_name))
         self.update_stats.reset()
         for epoch in range(hp.ppo_epochs):
             for i, rows in enumerate(minibatches(rollout.size, hp.num_minibatches, generator)):
                 sums = self.minibatch_backward(rollout, adv, rows, micro, warmup)
                 self.update_stats.update(sums, first=epoch == 0 and i == 0)
-                self._step(value_opt, self._value_module().parameters())
+                self._step(value_opt, value_params)
                 if warmup:
                     policy_opt.zero_grad(set_to_none=True)
                 else:
-                    self._step(policy_opt, self.model.parameters())
+                    self._step(policy_opt, policy_params)
         return {key: float(value) for key, value in self.update_stats.compute().items()}
 
     def minibatch_backward(self, rollout: Rollout, adv: Advantages, rows: torch.Tensor, micro: int,
@@ -244,7 +247,7 @@ class PPOModule(TrainableModule):
         sums = dict.fromkeys((*summed, "ratio_max"), zero)
         for start in range(0, len(rows), micro):
             part = rows[start:start + micro]
-            loss, logs = self._loss_sum(rollout.select(part), adv.select(part), warmup)
+            loss, logs = self._loss_sum(*trim_padding(rollout.select(part), adv.select(part)), warmup)
             if self._trainer is not None:
                 self.manual_backward(loss / denominator)
             else:
@@ -360,16 +363,13 @@ class PPOModule(TrainableModule):
             values = self.all_gather(values).float().mean(0)
         return {k: float(v) for k, v in zip(keys, values)}
 
-    def _step(self, optimizer: torch.optim.Optimizer, params) -> None:
-        params = list(params)
-        if self.nonfinite_guard is not None:
-            owned = {id(p) for p in params}
-            named = [(n, p) for n, p in self.named_parameters() if id(p) in owned]
-            if not self.nonfinite_guard.check(self, None, named):
-                optimizer.zero_grad(set_to_none=True)
-                return
+    def _step(self, optimizer: torch.optim.Optimizer, named_params: list[tuple[str, torch.nn.Parameter]]) -> None:
+        """One optimizer step over ``named_params`` (its parameters): the non-finite check, clipping, step."""
+        if self.nonfinite_guard is not None and not self.nonfinite_guard.check(self, None, named_params):
+            optimizer.zero_grad(set_to_none=True)
+            return
         if self.cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_([p for _, p in named_params if p.grad is not None], self.cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

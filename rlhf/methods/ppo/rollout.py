@@ -79,6 +79,32 @@ def _select(record, rows: torch.Tensor, keep: tuple[str, ...]):
     return replace(record, **picked)
 
 
+TOKEN_FIELDS = {Rollout: ("responses", "mask", "logprobs", "sample_logprobs", "ref_logprobs", "values"),
+                Advantages: ("advantages", "returns", "kl", "rewards")}  # the [B, R] tensors of each record
+
+
+def trim_padding(part: Rollout, adv: Advantages) -> tuple[Rollout, Advantages]:
+    """The same responses without the columns that are padding in every row: the prompts' left padding shared by all
+    rows, and the response columns after every row has ended. A micro-batch's passes then cost what its rows need;
+    the result is the same, since positions come from the attention mask and the dropped columns are out of every
+    masked sum."""
+    lead = int(part.seq_mask[:, :part.prompt_len].any(0).long().argmax())  # the first prompt column real in a row
+    real = part.mask.any(0).nonzero()
+    keep = int(real.max()) + 1 if len(real) else 1  # response columns up to the last real token of any row
+    if lead == 0 and keep == part.responses.shape[1]:
+        return part, adv
+    end = part.prompt_len + keep
+    part = replace(part, seq=part.seq[:, lead:end], seq_mask=part.seq_mask[:, lead:end],
+                   prompt_len=part.prompt_len - lead, **_columns(part, keep))
+    return part, replace(adv, **_columns(adv, keep))
+
+
+def _columns(record, keep: int) -> dict[str, torch.Tensor]:
+    """The first ``keep`` response columns of each [B, R] tensor of ``record``."""
+    values = {name: getattr(record, name) for name in TOKEN_FIELDS[type(record)]}
+    return {name: value[:, :keep] for name, value in values.items() if value is not None}
+
+
 def sample_row_keys(index: torch.Tensor, samples_per_prompt: int) -> torch.Tensor:
     """The key of each response's randomness, ``prompt index * k + sample number`` for the k responses of each prompt
     (consecutive rows): the same response on any rank and in any batch."""
