@@ -77,10 +77,11 @@ def _curves(run_dir: Path, keys: list[str]) -> dict[str, list[tuple[int, float]]
     return {key: [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")] for key in keys}
 
 
-def _one_and_two_processes(tmp_path: Path, method: str, strategy: str) -> None:
+def _one_and_two_processes(tmp_path: Path, method: str, strategy: str, *extra: str) -> None:
     """The method's curves with 1 process x the global batch and 2 processes x half of it, both under ``strategy``
-    (none for the single process of the DDP comparison)."""
+    (none for the single process of the DDP comparison); ``extra`` overrides for both."""
     settings, batch, keys = METHODS[method]
+    settings = [*settings, *extra]
     runs = {}
     for name, devices in (("one", 1), ("two", 2)):
         per_rank = batch // devices
@@ -126,18 +127,34 @@ def test_fsdp2_shards_every_method_and_gives_the_curve_and_export_of_one_process
     """strategy=fsdp2 (torch's fully_shard per transformer block, through Lightning's ModelParallelStrategy) over 2
     CPU processes and gloo: the curves of one process with the global batch, the same exported weights (gathered on
     rank 0), and a sharded checkpoint resumes to the same end."""
+    _one_and_two_processes(tmp_path, method, "fsdp2")
+    _same_exports(tmp_path, skip_score_bias=method == "reward")
+    if method == "mlm":
+        _resumes_to_the_same_end(tmp_path, method, "fsdp2")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["sft", "dpo", "ppo"])
+def test_fsdp2_with_lora_and_activation_checkpointing_gives_the_curve_and_export_of_one_process(tmp_path, method):
+    """LoRA adapters (frozen and trained weights in the same FSDP2 units; PPO's and DPO's reference is the policy with
+    its adapters off) and activation checkpointing under strategy=fsdp2 on 2 CPU processes: the curves of one
+    process with the global batch, and the same merged export."""
+    _one_and_two_processes(tmp_path, method, "fsdp2", "model.lora.r=4", "model.lora.alpha=8",
+                           "model.lora.dropout=0.0", "model.gradient_checkpointing=true")
+    _same_exports(tmp_path)
+
+
+def _same_exports(tmp_path: Path, skip_score_bias: bool = False) -> None:
+    """The exports of the runs ``one`` and ``two`` hold the same weights."""
     from safetensors.torch import load_file
 
-    _one_and_two_processes(tmp_path, method, "fsdp2")
     one, two = (load_file(str(tmp_path / n / "export" / "model.safetensors")) for n in ("one", "two"))
     assert set(one) == set(two)
     for key in one:
-        if method == "reward" and key.endswith("bias") and one[key].numel() == 1:
+        if skip_score_bias and key.endswith("bias") and one[key].numel() == 1:
             continue  # the pairwise loss is blind to the score's bias: its gradient is float noise, which AdamW's
             # normalisation turns into lr-sized steps (7.5e-5 in one process, 0 in two)
         assert torch.allclose(one[key], two[key], rtol=1e-4, atol=1e-5), key
-    if method == "mlm":
-        _resumes_to_the_same_end(tmp_path, method, "fsdp2")
 
 
 def test_ckpt_path_last_resumes_the_newest_run_and_its_wandb_run(tmp_path):

@@ -197,7 +197,8 @@ class TrainableModule(pl.LightningModule):
         state = full_state_dict(self.model)
         if self._trainer is not None and not self.trainer.is_global_zero:
             return None
-        return save_export(export_model(self.model, self.model_cfg.lora.export), self.tokenizer, directory, state)
+        exported = export_model(self.model, self.model_cfg.lora.export, state)
+        return save_export(exported, self.tokenizer, directory, state if exported is self.model else None)
 
 
 def save_export(model: Any, tokenizer: Any, directory: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:

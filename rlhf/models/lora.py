@@ -82,9 +82,22 @@ def trainable_state(module: nn.Module, state_dict: dict[str, torch.Tensor]) -> d
     return {k: v for k, v in state_dict.items() if v.data_ptr() not in frozen}
 
 
-def export_model(model: nn.Module, how: str) -> nn.Module:
+def export_model(model: nn.Module, how: str, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """What an export saves: ``merged``, a copy of the base with the adapters folded in (loads with plain
-    transformers); ``adapter``, the adapter itself (``save_pretrained`` of a peft model writes only it)."""
+    transformers); ``adapter``, the adapter itself (``save_pretrained`` of a peft model writes only it). ``state``:
+    the gathered whole weights of a sharded ``model``, which cannot be copied; the merged copy is then rebuilt whole
+    from them."""
     if not is_lora(model) or how == "adapter":
         return model
-    return copy.deepcopy(model).merge_and_unload()
+    return (copy.deepcopy(model) if state is None else _whole_copy(model, state)).merge_and_unload()
+
+
+def _whole_copy(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """An unsharded twin of the sharded peft ``model`` (the same class, config and adapters) holding ``state``."""
+    from torch.distributed.fsdp import FSDPModule
+
+    base = model.get_base_model()
+    cls = next(c for c in type(base).__mro__ if not issubclass(c, FSDPModule))  # fully_shard subclasses the model
+    twin = _peft().get_peft_model(cls(base.config), copy.deepcopy(model.peft_config["default"]))
+    twin.load_state_dict(state)
+    return twin
