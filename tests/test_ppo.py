@@ -594,9 +594,31 @@ def test_ppo_resume_parity(make_cfg):
     run(first)
     ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
     resumed = run(make_cfg(*common, f"ckpt_path={ckpt}", subdir="resumed", fast=False))
+    # a checkpoint of the two optimizers PPO had up to 2026-11-30 (the policy's, the value model's) resumes the same
+    old = _as_two_optimizers(ckpt, Path(first.paths.output_dir) / "two_optimizers.ckpt")
+    resumed_old = run(make_cfg(*common, f"ckpt_path={old}", subdir="resumed_old", fast=False))
     for key in ("train/reward", "train/kl", "train/kl_coef", "train/pg_loss", "train/vf_loss", "val/reward",
                 "val/kl"):
         assert resumed[key] == pytest.approx(full[key], abs=1e-6), key
+        assert resumed_old[key] == resumed[key], key
+
+
+def _as_two_optimizers(path: Path, target: Path) -> Path:
+    """``path`` as PPO wrote it with two optimizers: the policy's two groups (decay, no decay) in one optimizer and
+    the value model's in another, each numbering its parameters from 0, each with its own scheduler."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    (state,) = checkpoint["optimizer_states"]
+    (scheduler,) = checkpoint["lr_schedulers"]
+    assert len(state["param_groups"]) == 4
+    n = sum(len(group["params"]) for group in state["param_groups"][:2])
+    checkpoint["optimizer_states"] = [
+        {"state": {i: v for i, v in state["state"].items() if i < n}, "param_groups": state["param_groups"][:2]},
+        {"state": {i - n: v for i, v in state["state"].items() if i >= n},
+         "param_groups": [{**g, "params": [i - n for i in g["params"]]} for g in state["param_groups"][2:]]}]
+    checkpoint["lr_schedulers"] = [{k: v[part] if isinstance(v, list) else v for k, v in scheduler.items()}
+                                   for part in (slice(0, 2), slice(2, 4))]
+    torch.save(checkpoint, target)
+    return target
 
 
 class CountLetter:

@@ -211,16 +211,25 @@ def save_export(model: Any, tokenizer: Any, directory: str | Path, state: dict[s
     return directory
 
 
-def adamw(named_parameters, lr: float, hp: Any) -> torch.optim.Optimizer:
-    """The optimizer of ``hp`` (an ``OptimConf``) over the trainable parameters, with no weight decay on biases and
-    norms: AdamW with ``betas``/``eps``, or ``hp.optimizer``, a ``_partial_`` ``_target_`` node (e.g.
-    ``{_target_: torch.optim.SGD, _partial_: true, momentum: 0.9}``) called with the same groups and ``lr``."""
+def decay_groups(named_parameters, weight_decay: float, **settings: Any) -> list[dict[str, Any]]:
+    """The trainable parameters as two optimizer groups: with ``weight_decay``, and without it (biases and norms);
+    ``settings`` (e.g. the group's own ``lr``) go into both."""
     decay, no_decay = [], []
     for name, param in named_parameters:
         if not param.requires_grad:
             continue
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay, **settings},
+            {"params": no_decay, "weight_decay": 0.0, **settings}]
+
+
+def adamw(parameters, lr: float, hp: Any) -> torch.optim.Optimizer:
+    """The optimizer of ``hp`` (an ``OptimConf``) over the trainable ``parameters`` (named parameters, or groups
+    already made by :func:`decay_groups`, e.g. of several networks with their own lr), with no weight decay on biases
+    and norms: AdamW with ``betas``/``eps``, or ``hp.optimizer``, a ``_partial_`` ``_target_`` node (e.g.
+    ``{_target_: torch.optim.SGD, _partial_: true, momentum: 0.9}``) called with the same groups and ``lr``."""
+    parameters = list(parameters)
+    groups = parameters if parameters and isinstance(parameters[0], dict) else decay_groups(parameters, hp.weight_decay)
     if hp.optimizer is not None:
         from hydra.utils import instantiate
 

@@ -22,10 +22,10 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import CatMetric
 
 from rlhf.errors import ConfigError
-from rlhf.methods.base import TrainableModule, adamw, lr_scheduler
+from rlhf.methods.base import TrainableModule, adamw, decay_groups, lr_scheduler
 from rlhf.methods.ppo import monitors
 from rlhf.methods.ppo.config import PPOMethodConf
-from rlhf.methods.ppo.lightning_compat import count_iteration
+from rlhf.methods.ppo.lightning_compat import count_iteration, one_optimizer
 from rlhf.methods.ppo.metrics import SampleMeans, UpdateStats, k1_per_response, rollout_stats, sample_values
 from rlhf.methods.ppo.rollout import Advantages, Rollout, minibatches, sample_row_keys, timed, trim_padding
 from rlhf.models.lora import is_lora, reference_of
@@ -128,11 +128,14 @@ class PPOModule(TrainableModule):
                               f"scaler; use 32-true or bf16-mixed")
 
     def configure_optimizers(self):
+        """One optimizer (as DeepSpeed requires) with the policy's groups at ``lr`` and the value model's at
+        ``critic_lr``: AdamW is per parameter, so this steps as two optimizers would."""
         hp = self.cfg
-        policy = adamw(self.model.named_parameters(), hp.lr, hp)
-        value = adamw(self._value_module().named_parameters(), hp.critic_lr or hp.lr, hp)
-        schedulers = [lr_scheduler(o, hp, self._trainer) for o in (policy, value)]
-        return [policy, value], [{"scheduler": s, "interval": "step"} for s in schedulers]
+        groups = [*decay_groups(self.model.named_parameters(), hp.weight_decay, lr=hp.lr),
+                  *decay_groups(self._value_module().named_parameters(), hp.weight_decay, lr=hp.critic_lr or hp.lr)]
+        optimizer = adamw(groups, hp.lr, hp)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": lr_scheduler(optimizer, hp, self._trainer), "interval": "step"}}
 
     # ---- the PPO iteration ---------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> None:
@@ -142,8 +145,7 @@ class PPOModule(TrainableModule):
         adv = self.advantages(rollout)
         with timed(rollout.times, "update"):
             update = self.ppo_update(rollout, adv, generator, warmup=self.global_step < self.cfg.critic_warmup_steps)
-        for scheduler in self.lr_schedulers():
-            scheduler.step()
+        self.lr_schedulers().step()
         metrics = self._iteration_metrics(rollout, adv, update, start)
         self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False)
         self.log("train/reward_mean", metrics["train/reward"], prog_bar=True, on_step=True, on_epoch=False)
@@ -215,11 +217,11 @@ class PPOModule(TrainableModule):
 
     def ppo_update(self, rollout: Rollout, adv: Advantages, generator: torch.Generator,
                    warmup: bool) -> dict[str, float]:
-        """``ppo_epochs`` x ``num_minibatches`` optimizer steps (the policy's skipped in critic warm-up); each
+        """``ppo_epochs`` x ``num_minibatches`` optimizer steps (in critic warm-up, of the value model only); each
         minibatch loss is the token mean over the minibatch, accumulated over micro-batches (the same gradient as one
         large batch). Returns the update's diagnostics (:class:`UpdateStats`)."""
         hp = self.cfg
-        policy_opt, value_opt = self.optimizers(use_pl_optimizer=False)
+        optimizer = self.optimizers(use_pl_optimizer=False)
         micro = hp.micro_batch_size or rollout.size // hp.num_minibatches
         value_name = "value_head" if self.value_head is not None else "critic"
         policy_params = list(self.model.named_parameters(prefix="model"))
@@ -229,11 +231,7 @@ class PPOModule(TrainableModule):
             for i, rows in enumerate(minibatches(rollout.size, hp.num_minibatches, generator)):
                 sums = self.minibatch_backward(rollout, adv, rows, micro, warmup)
                 self.update_stats.update(sums, first=epoch == 0 and i == 0)
-                self._step(value_opt, value_params)
-                if warmup:
-                    policy_opt.zero_grad(set_to_none=True)
-                else:
-                    self._step(policy_opt, policy_params)
+                self._step(optimizer, *([value_params] if warmup else [policy_params, value_params]))
         return {key: float(value) for key, value in self.update_stats.compute().items()}
 
     def minibatch_backward(self, rollout: Rollout, adv: Advantages, rows: torch.Tensor, micro: int,
@@ -363,13 +361,22 @@ class PPOModule(TrainableModule):
             values = self.all_gather(values).float().mean(0)
         return {k: float(v) for k, v in zip(keys, values)}
 
-    def _step(self, optimizer: torch.optim.Optimizer, named_params: list[tuple[str, torch.nn.Parameter]]) -> None:
-        """One optimizer step over ``named_params`` (its parameters): the non-finite check, clipping, step."""
-        if self.nonfinite_guard is not None and not self.nonfinite_guard.check(self, None, named_params):
+    def _step(self, optimizer: torch.optim.Optimizer, *networks: list[tuple[str, torch.nn.Parameter]]) -> None:
+        """One optimizer step of the parameters of ``networks`` (each a list of named parameters; the optimizer's
+        other parameters lose their gradients and stay as they are): the non-finite check, clipping of each
+        network's gradient norm on its own, the step."""
+        stepped = {id(p) for named in networks for _, p in named}
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                if id(param) not in stepped:
+                    param.grad = None  # AdamW leaves a parameter without gradient (and its moments) unchanged
+        if self.nonfinite_guard is not None and not self.nonfinite_guard.check(
+                self, None, [pair for named in networks for pair in named]):
             optimizer.zero_grad(set_to_none=True)
             return
         if self.cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_([p for _, p in named_params if p.grad is not None], self.cfg.max_grad_norm)
+            for named in networks:
+                torch.nn.utils.clip_grad_norm_([p for _, p in named if p.grad is not None], self.cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -446,6 +453,7 @@ class PPOModule(TrainableModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
+        one_optimizer(checkpoint)  # a checkpoint from when PPO had two optimizers: their states as one's
         state = checkpoint["ppo_state"]  # written by on_save_checkpoint; another method's checkpoint is refused earlier
         self.kl_ctl.value = float(state["kl_coef"])
         self.eval_history = [dict(h) for h in state["eval_history"]]
