@@ -106,9 +106,14 @@ def ppo_run_problems(cfg: DictConfig) -> list[str]:
     if int(cfg.trainer.accumulate_grad_batches) != 1:
         problems.append("trainer.accumulate_grad_batches must be 1 for method=ppo; PPO accumulates gradients over "
                         "method.micro_batch_size itself")
-    if is_sharded(cfg.strategy):
-        strategy = strategy_kind(cfg.strategy)
-        problems.append(f"method=ppo does not support strategy={strategy}{' stage 3' if strategy == 'deepspeed' else ''}"
-                        f": it builds the networks in pieces before PPO can wrap them; use strategy=fsdp2 (FSDP2: "
-                        f"sharded policy, reference and value model), strategy=ddp or strategy=deepspeed (ZeRO-2)")
+    strategy = strategy_kind(cfg.strategy)
+    if strategy == "deepspeed":
+        problems.append("method=ppo does not support strategy=deepspeed (any stage): PPO steps its optimizer itself, "
+                        "several times per batch, with its own gradient clipping, while DeepSpeed's engine owns the "
+                        "gradients and the step (not run on a GPU yet); use strategy=fsdp2 (sharded policy, reference "
+                        "and value model) or strategy=ddp")
+    elif is_sharded(cfg.strategy):
+        problems.append(f"method=ppo does not support strategy={strategy}: it builds the networks in pieces before "
+                        f"PPO can wrap them; use strategy=fsdp2 (FSDP2: sharded policy, reference and value model) or "
+                        f"strategy=ddp")
     return problems

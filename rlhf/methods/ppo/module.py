@@ -124,7 +124,7 @@ class PPOModule(TrainableModule):
     def on_fit_start(self) -> None:
         precision = str(self.trainer.precision)
         if precision.startswith("16"):
-            raise ConfigError(f"trainer.precision={precision}: PPO steps its optimizers itself and has no loss "
+            raise ConfigError(f"trainer.precision={precision}: PPO steps its optimizer itself and has no loss "
                               f"scaler; use 32-true or bf16-mixed")
 
     def configure_optimizers(self):
