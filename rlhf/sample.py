@@ -91,10 +91,13 @@ def load_policy(policy: str, device: str = "cpu"):
 
 
 def sample_texts(tok, model, prompts: list, max_new_tokens: int, temperature: float, top_p: float, top_k: int,
-                 generator, batch_size: int, reference=None, desc: str = "sampling") -> tuple[list[str], list[float]]:
-    """One sampled response per entry of ``prompts`` (chat prompts through the chat template); with a
-    ``reference`` model, also each sample's sum_t log pi(y_t) - log pi_ref(y_t) (a Monte Carlo estimate of the
-    sequence KL when the samples come from the policy itself: temperature 1, top-p 1, top-k 0)."""
+                 generator, batch_size: int, reference=None, desc: str = "sampling",
+                 repeats: int = 1) -> tuple[list[str], list[float]]:
+    """``repeats`` sampled responses per entry of ``prompts`` (consecutive; chat prompts through the chat
+    template), each prompt encoded once for all of them; batches of ``batch_size`` responses (rounded down to whole
+    prompts), so with a multiple of ``repeats`` they are the samples of the prompts repeated. With a ``reference``
+    model, also each sample's sum_t log pi(y_t) - log pi_ref(y_t) (a Monte Carlo estimate of the sequence KL when
+    the samples come from the policy itself: temperature 1, top-p 1, top-k 0)."""
     import torch
 
     from rlhf.data.formats import render_prompt
@@ -107,13 +110,15 @@ def sample_texts(tok, model, prompts: list, max_new_tokens: int, temperature: fl
     rows = [r or [tok.eos_token_id] for r in rows]  # an empty prompt needs one token to condition on
     banned = [tok.pad_token_id] if tok.pad_token_id != tok.eos_token_id else None
     texts, kls = [], []
+    per_batch = max(1, batch_size // repeats)  # prompts per batch
     with torch.no_grad():
-        for begin in progress(range(0, len(rows), batch_size), desc, total=-(-len(rows) // batch_size),
+        for begin in progress(range(0, len(rows), per_batch), desc, total=-(-len(rows) // per_batch),
                               unit="batch"):
-            ids, mask = left_pad(rows[begin:begin + batch_size], tok.pad_token_id)
+            ids, mask = left_pad(rows[begin:begin + per_batch], tok.pad_token_id)
             ids, mask = ids.to(device), mask.to(device)
             out, _ = sample(model, ids, mask, max_new_tokens, tok.eos_token_id, tok.pad_token_id, temperature,
-                            top_k, top_p, generator, banned_ids=banned)
+                            top_k, top_p, generator, banned_ids=banned, repeats=repeats)
+            ids, mask = ids.repeat_interleave(repeats, 0), mask.repeat_interleave(repeats, 0)
             real = response_mask(out, tok.eos_token_id, tok.pad_token_id)
             if reference is not None:
                 kl = (response_logprobs(model, ids, mask, out, real, temperature, banned)
@@ -132,8 +137,8 @@ def generate(policy: str, prompts: list, k: int, max_new_tokens: int, temperatur
 
     tok, model = load_policy(policy, device)
     generator = torch.Generator(device=device).manual_seed(seed)
-    texts, _ = sample_texts(tok, model, [p for p in prompts for _ in range(k)], max_new_tokens, temperature, top_p,
-                            top_k, generator, batch_size)
+    texts, _ = sample_texts(tok, model, prompts, max_new_tokens, temperature, top_p, top_k, generator, batch_size,
+                            repeats=k)
     return [texts[i * k:(i + 1) * k] for i in range(len(prompts))], revision_of(policy, model.config)
 
 
@@ -151,8 +156,8 @@ def gold_and_kl(policy: str, reference: str, prompts: list, samples: int, max_ne
     _, ref = load_policy(reference, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     repeated = [p for p in prompts for _ in range(samples)]
-    texts, kls = sample_texts(tok, model, repeated, max_new_tokens, 1.0, 1.0, 0, generator, batch_size, ref,
-                              desc="sampling for evaluation")
+    texts, kls = sample_texts(tok, model, prompts, max_new_tokens, 1.0, 1.0, 0, generator, batch_size, ref,
+                              desc="sampling for evaluation", repeats=samples)
     gold = build_scorer(scorer or {"kind": "gold", "name": "vader"}, "evaluation scorer")
     scores = gold.score([p if isinstance(p, str) else "" for p in repeated], texts, where="held-out samples").tolist()
 

@@ -258,3 +258,26 @@ def test_rlhf_sample_refuses_a_k_its_mode_cannot_use(tmp_path, gpt2_style_dir):
                                capture_output=True, text=True, timeout=60)
     assert no_prompt.returncode == 1 and "prompts.jsonl, row 1: no 'prompt'" in no_prompt.stderr
     assert not (tmp_path / "c.jsonl").exists()
+
+
+def test_k_samples_per_prompt_come_from_one_encoding_and_are_those_of_the_repeated_prompts(gpt2_style_dir):
+    """rlhf-sample --k and the loop's held-out evaluation encode each prompt once for its k samples; with a batch
+    size that is a multiple of k, the samples (and their KL to a reference) are those of the prompts repeated k
+    times, as before."""
+    import torch
+
+    from rlhf.sample import load_policy, sample_texts
+
+    tok, model = load_policy(str(gpt2_style_dir), "cpu")
+    _, ref = load_policy(str(gpt2_style_dir), "cpu")
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.01)
+    prompts = ["The market", "Today the team said", "A"]
+    runs = []
+    for given, repeats in (([p for p in prompts for _ in range(4)], 1), (prompts, 4)):
+        generator = torch.Generator().manual_seed(5)
+        runs.append(sample_texts(tok, model, given, 8, 1.0, 1.0, 0, generator, 8, ref, repeats=repeats))
+    (texts, kls), (shared_texts, shared_kls) = runs
+    assert shared_texts == texts and len(texts) == 12 and len(set(texts)) > 3
+    assert torch.allclose(torch.tensor(shared_kls), torch.tensor(kls), atol=1e-5)
