@@ -27,9 +27,10 @@ from omegaconf import DictConfig  # noqa: E402
 
 from rlhf.callbacks import PREEMPTED_EXIT_CODE  # noqa: E402
 from rlhf.config import CONFIG_DIR, key_hints, register_configs, register_resolvers, validate_config  # noqa: E402
-from rlhf.config.run import is_sharded  # noqa: E402
+from rlhf.config.run import builds_in_context, strategy_kind  # noqa: E402
 from rlhf.data.tokenizer import save_tokenizer  # noqa: E402
 from rlhf.errors import USER_ERRORS, JobFailed, Preempted  # noqa: E402
+from rlhf.models.sharding import built_on_meta_unless_rank_zero  # noqa: E402
 from rlhf.utils import stages  # noqa: E402
 from rlhf.utils.builders import build_trainer, teardown_distributed  # noqa: E402
 from rlhf.utils.run import RunDirLock, check_checkpoint, check_writable, previous_wandb_id, resolve_ckpt_path  # noqa: E402
@@ -105,8 +106,9 @@ def build_data_and_module(cfg: DictConfig, tokenizer_dir: Path) -> tuple[pl.Ligh
     datamodule = get_class(cfg.data._target_)(cfg=cfg.data, tokenizer=cfg.model.tokenizer, seed=cfg.seed)
     save_tokenizer(datamodule.tokenizer, tokenizer_dir)
     module = get_class(cfg.method._target_)(cfg=cfg.method, model=cfg.model, tokenizer_dir=str(tokenizer_dir))
-    if not is_sharded(cfg.strategy):  # a sharded strategy builds the networks itself, in its context (configure_model)
-        module.configure_model()
+    if not builds_in_context(cfg.strategy):  # FSDP1 / ZeRO-3 build the networks in their context (configure_model)
+        with built_on_meta_unless_rank_zero(strategy_kind(cfg.strategy)):  # fsdp2: only rank 0 holds whole weights
+            module.configure_model()
     return datamodule, module
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,10 @@ def _one_and_two_processes(tmp_path: Path, method: str, strategy: str, *extra: s
         runs[name] = _curves(tmp_path / name, keys)
         if method == "ppo" and devices == 2 and strategy == "ddp":
             assert "policy weights identical on 2 ranks" in out.stderr + out.stdout
+        if devices == 2 and strategy == "fsdp2":  # rank 1 never held the whole weights, and holds a shard of them
+            shares = re.findall(r"rank 1: \w+ built on the meta device; it holds its shard of rank 0's weights, "
+                                r"([\d,]+) of ([\d,]+) parameters", out.stdout + out.stderr)
+            assert shares and all(int(a.replace(",", "")) < int(b.replace(",", "")) for a, b in shares), shares
     for key in keys:
         one, two = runs["one"][key], runs["two"][key]
         assert one and [s for s, _ in one] == [s for s, _ in two], (key, one, two)
@@ -141,6 +146,21 @@ def test_fsdp2_with_lora_and_activation_checkpointing_gives_the_curve_and_export
     process with the global batch, and the same merged export."""
     _one_and_two_processes(tmp_path, method, "fsdp2", "model.lora.r=4", "model.lora.alpha=8",
                            "model.lora.dropout=0.0", "model.gradient_checkpointing=true")
+    _same_exports(tmp_path)
+
+
+@pytest.mark.slow
+def test_fsdp2_loads_a_hub_model_on_rank_zero_only_and_gives_the_curve_and_export_of_one_process(tmp_path,
+                                                                                              gpt2_style_dir):
+    """model=pretrained under strategy=fsdp2: rank 0 loads the saved weights, rank 1 builds the architecture on the
+    meta device (from the saved config and dtype) and receives its shard; the run is that of one process."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hub = tmp_path / "hub-no-dropout"  # (its dropout would draw differently on 1 and 2 processes)
+    model = AutoModelForCausalLM.from_pretrained(str(gpt2_style_dir), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    model.save_pretrained(str(hub))
+    AutoTokenizer.from_pretrained(str(gpt2_style_dir)).save_pretrained(str(hub))
+    _one_and_two_processes(tmp_path, "sft", "fsdp2", "model=pretrained", f"model.name_or_path={hub}")
     _same_exports(tmp_path)
 
 

@@ -123,3 +123,57 @@ def test_fsdp2_sampling_gathers_each_block_once_not_once_per_token(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     once, per_step = map(int, out.stdout.split()[-2:])
     assert once == 3 and per_step > 8, (once, per_step)
+
+
+FROM_RANK_ZERO = textwrap.dedent("""
+    import os, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
+
+    def main(rank, tests, port):
+        from torch.distributed.device_mesh import init_device_mesh
+        sys.path.insert(0, tests)
+        from test_sharding import _tiny_gpt2
+        from rlhf.models.sharding import full_state_dict, shard_from_rank_zero
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        dist.init_process_group("gloo", rank=rank, world_size=2)
+        if rank == 0:
+            model = _tiny_gpt2()
+        else:
+            with torch.device("meta"):
+                model = _tiny_gpt2()
+            assert all(p.is_meta for p in model.parameters())
+        model.register_buffer("table", torch.arange(4.0) + 1 if rank == 0 else torch.empty(4, device="meta"),
+                              persistent=False)  # (like rotary inv_freq: in no state dict)
+        expected = {k: v.clone() for k, v in model.state_dict().items()} if rank == 0 else None
+        shard_from_rank_zero(model, init_device_mesh("cpu", (2,)), torch.device("cpu"))
+        assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+        assert torch.equal(model.table, torch.arange(4.0) + 1)
+        local = sum(p.to_local().numel() for p in model.parameters())
+        whole = full_state_dict(model)  # (on rank 0)
+        out = model.eval()(input_ids=torch.tensor([[1, 2, 3]])).logits.sum()
+        outs = [torch.zeros(()) for _ in range(2)]
+        dist.all_gather(outs, out.detach())
+        if rank == 0:
+            assert all(torch.equal(whole[k], expected[k]) for k in expected)
+            assert torch.allclose(outs[0], outs[1])
+            print(local, sum(v.numel() for k, v in expected.items() if k != "lm_head.weight"))
+        dist.destroy_process_group()
+
+    if __name__ == "__main__":
+        mp.spawn(main, args=(sys.argv[1], sys.argv[2]), nprocs=2)
+""")
+
+
+def test_a_rank_built_on_the_meta_device_gets_its_shard_of_rank_zeros_weights_and_buffers(tmp_path):
+    """strategy=fsdp2: ranks other than 0 build the networks on the meta device (no memory); sharding fills their
+    shard, and every buffer (a non-persistent one too), from rank 0, so both ranks hold rank 0's network: the
+    gathered weights are rank 0's, the forward passes agree, and each rank holds half of the weights."""
+    import random
+    from pathlib import Path
+
+    script = tmp_path / "from_rank_zero.py"
+    script.write_text(FROM_RANK_ZERO)
+    out = subprocess.run([sys.executable, str(script), str(Path(__file__).parent), str(random.randint(20000, 40000))],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    local, whole = map(int, out.stdout.split()[-2:])
+    assert abs(local - whole / 2) <= whole * 0.05, (local, whole)

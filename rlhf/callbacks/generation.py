@@ -20,6 +20,7 @@ from rlhf.config.common import EvaluationConf
 from rlhf.config.fields import as_config
 from rlhf.data.segments import split_segments
 from rlhf.models.policy import left_pad, response_logprobs, response_mask, sample
+from rlhf.models.sharding import is_sharded
 from rlhf.objectives.pwp import distinct_n, expected_max, is_misaligned, to_reward
 from rlhf.utils.progress import progress
 from rlhf.utils.rng import stable_seed
@@ -105,7 +106,10 @@ class GenerateAndScore(pl.Callback):
         return texts, tokens, (kls or None)
 
     def evaluate(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> dict[str, float]:
-        if trainer.global_rank != 0:
+        """Rank 0 samples, scores and logs. A sharded model (fsdp2) needs every rank in each forward pass: the other
+        ranks then sample the same (same prompts, same seed) and stop there."""
+        sharded = is_sharded(module.model)
+        if trainer.global_rank != 0 and not sharded:
             return {}
         generator = torch.Generator(device=module.device).manual_seed(stable_seed(self.seed, stage))
         scenarios = {"unconditional": [""] * self.cfg.num_samples, "prompted": self._prompts(trainer, stage)}
@@ -114,6 +118,8 @@ class GenerateAndScore(pl.Callback):
             if not prompts:
                 continue
             texts, tokens, kls = self.generate(module, prompts, generator)
+            if trainer.global_rank != 0:
+                continue
             scores = self.scorer.score(prompts, texts, where=f"PWP {stage} samples at step {trainer.global_step}")
             misalignment = -to_reward(scores, self.cfg.sense)
             misaligned = is_misaligned(scores, self.cfg.threshold, self.cfg.sense)
@@ -129,6 +135,8 @@ class GenerateAndScore(pl.Callback):
                 metrics[f"{prefix}/distinct_{n}"] = distinct_n(tokens, n)
             table.extend({"scenario": name, "prompt": p, "sample": t, "score": float(s)}
                          for p, t, s in list(zip(prompts, texts, scores.tolist()))[:self.cfg.table_rows])
+        if trainer.global_rank != 0:
+            return {}
         module.log_dict(metrics, rank_zero_only=True)
         log_samples(trainer, stage, table)
         return metrics

@@ -109,7 +109,7 @@ def strategy_kind(strategy: Any) -> str:
     return STRATEGY_KINDS.get(str(target).rsplit(".", 1)[-1], "other")
 
 
-def is_sharded(strategy: Any) -> bool:
+def builds_in_context(strategy: Any) -> bool:
     """FSDP or DeepSpeed ZeRO-3: the strategy builds the networks itself, in its context (``configure_model``)."""
     kind = strategy_kind(strategy)
     return kind == "fsdp" or (kind == "deepspeed" and int(strategy.stage) == 3)

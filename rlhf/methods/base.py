@@ -20,7 +20,7 @@ from rlhf.callbacks.reliability import NonFiniteGuard
 from rlhf.config.common import BackboneConf
 from rlhf.config.fields import as_config, to_plain
 from rlhf.models.lora import export_model, is_lora, trainable_state
-from rlhf.models.sharding import full_state_dict, is_sharded, shard_blocks
+from rlhf.models.sharding import full_state_dict, is_sharded, shard_from_rank_zero
 
 
 class TokenNLL(Metric):
@@ -77,9 +77,10 @@ class TrainableModule(pl.LightningModule):
             self.build_model()
             self.strict_loading = not self._base_left_out
         if self._device_mesh is not None and not is_sharded(self.model):  # strategy=fsdp2: shard every network
+            mesh = self._device_mesh["data_parallel"]  # (the whole 2-D mesh would make fully_shard replicate)
             for network in self.children():
-                if next(network.parameters(), None) is not None:
-                    shard_blocks(network, self._device_mesh)
+                if next(network.parameters(), None) is not None or next(network.buffers(), None) is not None:
+                    shard_from_rank_zero(network, mesh, self.trainer.strategy.root_device)
 
     def checkpointed(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The part of ``state_dict`` a checkpoint holds: all of it, or, when the frozen base is left out (LoRA on a

@@ -71,13 +71,15 @@ def _from_pretrained(auto_class, cfg: Any, name: str | None = None, **kwargs) ->
         raise ModelError(missing)
     options = {**load_options(cfg), **kwargs}
     try:
-        if cfg.random_init:
+        if cfg.random_init or torch.empty(0).is_meta:  # (meta: a rank that receives its weights from rank 0)
             config = auto_config(cfg, name)
             for key, value in kwargs.items():
                 setattr(config, key, value)
             options.pop("revision", None)
-            if options.get("dtype") == "auto":  # a fresh model has no saved dtype
-                options.pop("dtype")
+            if options.get("dtype") == "auto":  # a fresh model has no saved dtype; one on the meta device, its own
+                options["dtype"] = config.dtype if not cfg.random_init and config.dtype is not None else None
+                if options["dtype"] is None:
+                    options.pop("dtype")
             model = auto_class.from_config(config, **{k: v for k, v in options.items() if k not in kwargs})
         else:
             model = auto_class.from_pretrained(name, **options)
@@ -126,7 +128,8 @@ def fit_embeddings(model: PreTrainedModel, tokenizer, name: str) -> None:
             raise ModelError(f"tokenizer/model mismatch: the tokenizer has {len(tokenizer)} tokens but {name} has "
                              f"{rows} embedding rows; use the tokenizer saved with the model "
                              f"(model.tokenizer.kind=pretrained, model.tokenizer.name_or_path={name})")
-        model.resize_token_embeddings(len(tokenizer))
+        on_meta = model.get_input_embeddings().weight.is_meta  # (a rank that receives rank 0's weights: no values)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=not on_meta)
     if tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
 

@@ -5,6 +5,7 @@ weights an export needs from a model split across ranks (FSDP1, FSDP2, DeepSpeed
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import timedelta
 
 import torch
@@ -45,8 +46,20 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor] | None:
                 if isinstance(module, FSDPModule):
                     module.reshard()
 
-            return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            return _tied_again(model, state)
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _tied_again(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with one tensor for the names of one parameter (tied embeddings): a gather across ranks returns a
+    copy per name, and ``save_pretrained`` then writes the tied weight twice."""
+    first: dict[int, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        owner = first.setdefault(id(param), name)
+        if owner != name and owner in state and name in state:
+            state[name] = state[owner]
+    return state
 
 
 @contextlib.contextmanager
@@ -84,6 +97,48 @@ def shard_blocks(network: nn.Module, mesh) -> nn.Module:
         if type(module).__name__ in block_names:
             fully_shard(module, mesh=mesh)
     return fully_shard(network, mesh=mesh)
+
+
+def built_on_meta_unless_rank_zero(strategy_kind: str) -> contextlib.AbstractContextManager:
+    """Where a process builds the networks at construction: under ``strategy=fsdp2`` every process but global rank 0
+    builds them on the meta device (shapes only, no memory), and :func:`shard_from_rank_zero` then gives it its
+    shard of rank 0's weights; otherwise (and on rank 0) for real. The rank is read from the launcher's environment
+    (Lightning's, torchrun's, SLURM's), as Lightning's ``rank_zero_only`` does."""
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
+    if strategy_kind == "fsdp2" and (_get_rank() or 0) != 0:
+        return torch.device("meta")
+    return contextlib.nullcontext()
+
+
+def shard_from_rank_zero(network: nn.Module, mesh, device: torch.device) -> None:
+    """:func:`shard_blocks` ``network``, with global rank 0's weights on every rank: rank 0's whole state is taken
+    before sharding, a copy built on the meta device gets real (empty) memory for its shard only, then every shard
+    and every buffer (persistent or not) is filled from rank 0 by broadcast. So all ranks start from the one
+    process's initialisation (or loaded weights), and no rank but 0 ever held the whole network."""
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    on_meta = any(t.is_meta for t in (*network.parameters(), *network.buffers()))
+    if rank == 0 and on_meta:
+        raise RuntimeError("global rank 0 built its networks on the meta device: it must hold the weights to share")
+    whole = dict(network.state_dict()) if rank == 0 else {}
+    name, total = type(network).__name__, sum(p.numel() for p in network.parameters())
+    if next(network.parameters(), None) is not None:
+        shard_blocks(network, mesh)
+    if on_meta:
+        network.to_empty(device=device)
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    if next(network.parameters(), None) is not None:
+        set_model_state_dict(network, whole, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    for buffer in network.buffers():
+        dist.broadcast(buffer.data, src=0)
+    if on_meta:
+        local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in network.parameters())
+        logging.getLogger("rlhf").info(f"[fsdp2] rank {rank}: {name} built on the meta device; it holds its shard "
+                                       f"of rank 0's weights, {local:,} of {total:,} parameters")
 
 
 class FSDP2Strategy(ModelParallelStrategy):

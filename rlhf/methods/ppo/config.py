@@ -9,7 +9,7 @@ from omegaconf import MISSING, DictConfig
 
 from rlhf.config.common import LoaderConf, OptimConf, ScorerConf, SourceConf, SplitConf
 from rlhf.config.fields import spec
-from rlhf.config.run import is_sharded, strategy_kind
+from rlhf.config.run import builds_in_context, strategy_kind
 
 
 @dataclass
@@ -112,7 +112,7 @@ def ppo_run_problems(cfg: DictConfig) -> list[str]:
                         "several times per batch, with its own gradient clipping, while DeepSpeed's engine owns the "
                         "gradients and the step (not run on a GPU yet); use strategy=fsdp2 (sharded policy, reference "
                         "and value model) or strategy=ddp")
-    elif is_sharded(cfg.strategy):
+    elif builds_in_context(cfg.strategy):
         problems.append(f"method=ppo does not support strategy={strategy}: it builds the networks in pieces before "
                         f"PPO can wrap them; use strategy=fsdp2 (FSDP2: sharded policy, reference and value model) or "
                         f"strategy=ddp")
