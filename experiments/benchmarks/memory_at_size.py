@@ -12,7 +12,7 @@ no run is killed for memory (the first size given always runs); the table says w
 how much.
 
     python experiments/benchmarks/memory_at_size.py --limit-gib 20
-    python experiments/benchmarks/memory_at_size.py --arms lora --methods sft ppo --shapes 32x2560
+    python experiments/benchmarks/memory_at_size.py --arms lora --shapes 32x2560
 """
 
 from __future__ import annotations
