@@ -108,8 +108,8 @@ class GenerateAndScore(pl.Callback):
     def evaluate(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> dict[str, float]:
         """Rank 0 samples, scores and logs. A sharded model (fsdp2) needs every rank in each forward pass: the other
         ranks then sample the same (same prompts, same seed) and stop there."""
-        sharded = is_sharded(module.model)
-        if trainer.global_rank != 0 and not sharded:
+        scores_here = trainer.global_rank == 0
+        if not scores_here and not is_sharded(module.model):
             return {}
         generator = torch.Generator(device=module.device).manual_seed(stable_seed(self.seed, stage))
         scenarios = {"unconditional": [""] * self.cfg.num_samples, "prompted": self._prompts(trainer, stage)}
@@ -118,7 +118,7 @@ class GenerateAndScore(pl.Callback):
             if not prompts:
                 continue
             texts, tokens, kls = self.generate(module, prompts, generator)
-            if trainer.global_rank != 0:
+            if not scores_here:
                 continue
             scores = self.scorer.score(prompts, texts, where=f"PWP {stage} samples at step {trainer.global_step}")
             misalignment = -to_reward(scores, self.cfg.sense)
@@ -135,7 +135,7 @@ class GenerateAndScore(pl.Callback):
                 metrics[f"{prefix}/distinct_{n}"] = distinct_n(tokens, n)
             table.extend({"scenario": name, "prompt": p, "sample": t, "score": float(s)}
                          for p, t, s in list(zip(prompts, texts, scores.tolist()))[:self.cfg.table_rows])
-        if trainer.global_rank != 0:
+        if not scores_here:
             return {}
         module.log_dict(metrics, rank_zero_only=True)
         log_samples(trainer, stage, table)

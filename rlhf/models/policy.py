@@ -213,8 +213,8 @@ def _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_
             generator, stop_early, banned_ids, row_keys, stream, repeats=1) -> tuple[torch.Tensor, torch.Tensor]:
     device = input_ids.device
     positions = position_ids(attention_mask)
-    keep = {"logits_to_keep": 1} if keeps_logits(model) else {}  # the prompts' last position only
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True, **keep)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
+                **last_logits(model, 1))  # the prompts' last position only
     last, cache, mask, next_position = out.logits[:, -1, :], out.past_key_values, attention_mask, positions[:, -1] + 1
     if repeats > 1:  # each prompt's encoding serves its `repeats` samples (consecutive rows)
         cache.batch_repeat_interleave(repeats)
@@ -280,18 +280,19 @@ def forward_logits(model: PreTrainedModel, input_ids: torch.Tensor, attention_ma
     """Logits that predict each response token (positions prompt_length-1 .. end-1) of prompt+response sequences,
     with the position ids generation used; and the matching last hidden states if asked. Only those positions go
     through the output layer (``logits_to_keep``), not the prompt's."""
-    keep = {"logits_to_keep": input_ids.shape[1] - prompt_length + 1} if keeps_logits(model) else {}
+    positions = input_ids.shape[1] - prompt_length + 1  # the last prompt token's and every response token's
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                output_hidden_states=output_hidden, **keep)
-    logits = out.logits[:, -(input_ids.shape[1] - prompt_length + 1):-1, :]
+                output_hidden_states=output_hidden, **last_logits(model, positions))
+    logits = out.logits[:, -positions:-1, :]
     hidden = out.hidden_states[-1][:, prompt_length - 1:-1, :] if output_hidden else None
     return logits, hidden
 
 
-def keeps_logits(model: nn.Module) -> bool:
-    """The model's forward takes ``logits_to_keep`` (every causal LM of transformers 5 does; remote code may not)."""
+def last_logits(model: nn.Module, count: int) -> dict[str, int]:
+    """The forward argument that computes the output layer on the last ``count`` positions only, when the model takes
+    it (every causal LM of transformers 5 does; remote code may not: then every position's, sliced after)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model: its base model's
-    return _takes_logits_to_keep(type(base))
+    return {"logits_to_keep": count} if _takes_logits_to_keep(type(base)) else {}
 
 
 @functools.cache

@@ -125,13 +125,13 @@ def shard_from_rank_zero(network: nn.Module, mesh, device: torch.device) -> None
         raise RuntimeError("global rank 0 built its networks on the meta device: it must hold the weights to share")
     whole = dict(network.state_dict()) if rank == 0 else {}
     name, total = type(network).__name__, sum(p.numel() for p in network.parameters())
-    if next(network.parameters(), None) is not None:
+    if total:
         shard_blocks(network, mesh)
     if on_meta:
         network.to_empty(device=device)
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return
-    if next(network.parameters(), None) is not None:
+    if total:
         set_model_state_dict(network, whole, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
     for buffer in network.buffers():
         dist.broadcast(buffer.data, src=0)
