@@ -493,6 +493,69 @@ def test_one_prompt_encoding_for_k_samples_samples_what_the_repeated_prompts_wou
     assert not torch.equal(once[0], once[1])  # the k samples of a prompt differ
 
 
+def _tiny_causal_lms():
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=64, n_positions=64))
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2))  # rotary, grouped queries
+    return {"gpt2": gpt2.eval(), "llama": llama.eval()}
+
+
+def _sampled_with_and_without_the_static_cache(model, monkeypatch, compile_step=False):
+    from rlhf.models import policy
+    from rlhf.models.policy import left_pad
+
+    ids, mask = left_pad([[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]], pad_token_id=0)  # left padding
+    settings = dict(max_new_tokens=12, eos_token_id=1, pad_token_id=0, banned_ids=[0], stop_early=False,
+                    row_keys=torch.arange(12), stream=3, repeats=4)
+    static = sample(model, ids, mask, compile_step=compile_step, **settings)
+    with monkeypatch.context() as patch:
+        patch.setattr(policy, "_static_cache", lambda model, length: None)  # the cache grown token by token
+        grown = sample(model, ids, mask, **settings)
+    return ids.repeat_interleave(4, 0), mask.repeat_interleave(4, 0), static, grown
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_the_static_cache_samples_what_the_grown_cache_does(arch, monkeypatch):
+    """Compilable architectures decode into a cache allocated once (StaticCache), not one concatenated at every token:
+    the same tokens, and log-probs equal to those the policy's teacher-forced pass gives (what PPO's ratio needs)."""
+    from rlhf.models import policy
+
+    model = _tiny_causal_lms()[arch]
+    assert policy._static_cache(model, 16) is not None
+    ids, mask, (tokens, logp), (grown_tokens, grown_logp) = _sampled_with_and_without_the_static_cache(model,
+                                                                                                      monkeypatch)
+    assert torch.equal(tokens, grown_tokens) and torch.allclose(logp, grown_logp, atol=1e-5)
+    real = response_mask(tokens, 1, 0)
+    assert torch.allclose(logp, response_logprobs(model, ids, mask, tokens, real, 1.0, [0]), atol=1e-5)
+
+
+def test_models_that_cannot_take_a_static_cache_keep_the_grown_one():
+    """Sliding-window attention (Mistral with a window, Gemma 2's alternating layers) and architectures transformers
+    does not mark compilable keep the cache grown token by token."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, MistralConfig, MistralForCausalLM
+
+    from rlhf.models.policy import _static_cache
+
+    small = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=2)
+    assert _static_cache(MistralForCausalLM(MistralConfig(**small, sliding_window=4)), 16) is None
+    assert _static_cache(Gemma2ForCausalLM(Gemma2Config(**small, head_dim=8)), 16) is None
+    assert _static_cache(MistralForCausalLM(MistralConfig(**small, sliding_window=None)), 16) is not None
+    assert _static_cache(torch.nn.Linear(2, 2), 16) is None
+
+
+@pytest.mark.slow
+def test_the_compiled_decoding_step_samples_what_the_eager_one_does(monkeypatch):
+    """method.compile_generation: the one-token step through torch.compile (about 20 s to compile on 2 CPU cores)."""
+    model = _tiny_causal_lms()["gpt2"]
+    _, _, (tokens, logp), (grown_tokens, grown_logp) = _sampled_with_and_without_the_static_cache(
+        model, monkeypatch, compile_step=True)
+    assert torch.equal(tokens, grown_tokens) and torch.allclose(logp, grown_logp, atol=1e-5)
+
+
 def test_gradient_accumulation_equals_the_large_batch(ppo_parts):
     _, _, module, batch = ppo_parts("method.value=separate")
     roll = module.rollout(batch, torch.Generator().manual_seed(0))

@@ -13,6 +13,7 @@ iterations after the first 3), time per phase (median per iteration), peak RSS. 
         accelerate==1.0.1 datasets==3.0.2 rich vaderSentiment
     python experiments/benchmarks/ppo_vs_trl.py --trl-python .bench-trl/bin/python --repeats 3 --iterations 30
     python experiments/benchmarks/ppo_vs_trl.py --config 6x512 --repeats 3 --iterations 12
+    python experiments/benchmarks/ppo_vs_trl.py --ours method.compile_generation=true   # our run with overrides
 
 Goals: ours >= 1.5x TRL's episodes/s on the tiny config, >= 1.3x on 6x512.
 """
@@ -61,9 +62,9 @@ def peak_rss_mb_of(cmd: list[str], **kwargs) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def run_ours(iterations: int, workdir: Path, config: str) -> tuple[dict, Path]:
+def run_ours(iterations: int, workdir: Path, config: str, extra: list[str]) -> tuple[dict, Path]:
     run_dir = workdir / f"ours-{len(list(workdir.glob('ours-*')))}"
-    rss = peak_rss_mb_of(["rlhf-train", *ours_overrides(iterations, config), f"hydra.run.dir={run_dir}",
+    rss = peak_rss_mb_of(["rlhf-train", *ours_overrides(iterations, config), *extra, f"hydra.run.dir={run_dir}",
                           f"paths.root_dir={workdir}"], cwd=workdir)
     with open(run_dir / "csv" / "version_0" / "metrics.csv") as handle:
         rows = [r for r in csv.DictReader(handle) if r.get("train/episodes_per_sec")][SKIP:]
@@ -163,13 +164,15 @@ def main() -> None:
     parser.add_argument("--config", choices=list(CONFIGS), default="tiny", help="the policy and response length")
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ours", nargs="*", default=[], metavar="OVERRIDE",
+                        help="extra overrides of our run, e.g. method.compile_generation=true")
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
     workdir = Path(tempfile.mkdtemp(prefix="ppo-bench-"))
     ours, trl = [], []
     tokenizer = prompts = None
     for repeat in range(args.repeats):
-        result, tokenizer = run_ours(args.iterations, workdir, args.config)
+        result, tokenizer = run_ours(args.iterations, workdir, args.config, args.ours)
         ours.append(result)
         print(f"[{repeat}] ours: {json.dumps(result)}", flush=True)
         if prompts is None:

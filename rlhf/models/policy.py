@@ -183,7 +183,8 @@ def build_critic(init: str, policy: PreTrainedModel, tokenizer) -> Critic:
 def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
            eos_token_id: int, pad_token_id: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
            generator: torch.Generator | None = None, stop_early: bool = True, banned_ids: list[int] | None = None,
-           row_keys: torch.Tensor | None = None, stream: int = 0, repeats: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+           row_keys: torch.Tensor | None = None, stream: int = 0, repeats: int = 1,
+           compile_step: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample continuations of left-padded prompts with a KV cache; ``repeats`` continuations of each prompt
     (consecutive rows of the result), from one encoding of it: the prompts' pass and its KV cache are computed once
     and then repeated, so ``repeats=k`` samples what the prompts repeated k times would, for 1/k of the prompt work.
@@ -198,28 +199,45 @@ def sample(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torc
     uniform ``counter_uniform(row_keys[i], t, stream)``: a row's sample depends on its key and its own distribution
     only, not on which batch, rank or device it is in (so 2-process DDP samples what one process with the global
     batch samples). Otherwise ``torch.multinomial`` with ``generator``.
+
+    The new tokens' keys and values go into a cache allocated once for the whole length (transformers'
+    ``StaticCache``) when the model supports one, instead of a cache grown by concatenation at every token (which
+    copies the whole cache each step). ``compile_step`` also runs the one-token step through ``torch.compile``
+    (compiled once per batch size and cache length, which is rounded up to a multiple of 64 to keep those few).
     """
     was_training = model.training
     model.eval()  # generation needs the KV cache, which transformers turns off in train mode under checkpointing
     try:
         with gathered_for_generation(model):  # FSDP2: each block gathered once, not once per new token
             return _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, temperature,
-                           top_k, top_p, generator, stop_early, banned_ids, row_keys, stream, repeats)
+                           top_k, top_p, generator, stop_early, banned_ids, row_keys, stream, repeats, compile_step)
     finally:
         model.train(was_training)
 
 
 def _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id, temperature, top_k, top_p,
-            generator, stop_early, banned_ids, row_keys, stream, repeats=1) -> tuple[torch.Tensor, torch.Tensor]:
-    device = input_ids.device
+            generator, stop_early, banned_ids, row_keys, stream, repeats=1,
+            compile_step=False) -> tuple[torch.Tensor, torch.Tensor]:
+    device, prompt_length = input_ids.device, input_ids.shape[1]
     positions = position_ids(attention_mask)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
                 **last_logits(model, 1))  # the prompts' last position only
-    last, cache, mask, next_position = out.logits[:, -1, :], out.past_key_values, attention_mask, positions[:, -1] + 1
+    last, cache, next_position = out.logits[:, -1, :], out.past_key_values, positions[:, -1] + 1
     if repeats > 1:  # each prompt's encoding serves its `repeats` samples (consecutive rows)
         cache.batch_repeat_interleave(repeats)
-        last, mask, next_position = (x.repeat_interleave(repeats, 0) for x in (last, mask, next_position))
-    batch = mask.shape[0]
+        last, attention_mask, next_position = (x.repeat_interleave(repeats, 0)
+                                               for x in (last, attention_mask, next_position))
+    batch, length = attention_mask.shape[0], prompt_length + max_new_tokens
+    if compile_step:  # one compilation serves every prompt length up to the same multiple of 64
+        length = -(-length // 64) * 64
+    static = _static_cache(model, length)  # None where the model cannot take one: the grown cache is kept
+    if static is not None:
+        for index, layer in enumerate(cache.layers):  # the prompts' keys and values, then the new tokens in place
+            static.update(layer.keys, layer.values, index)
+        cache = static
+    step = _compiled_step() if static is not None and compile_step else _step
+    mask = torch.zeros((batch, length), dtype=attention_mask.dtype, device=device)  # filled as tokens arrive
+    mask[:, :prompt_length] = attention_mask
     tokens = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -236,11 +254,42 @@ def _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_
         done = done | (token == eos_token_id)
         if t + 1 == max_new_tokens or (stop_early and bool(done.all())):
             break
-        mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position[:, None],
-                    past_key_values=cache, use_cache=True)
-        last, cache, next_position = out.logits[:, -1, :], out.past_key_values, next_position + 1
+        seen = prompt_length + t + 1  # the token fed now is at cache position seen - 1
+        mask[:, seen - 1] = 1
+        if static is None:  # a grown cache: the mask covers the `seen` positions it holds
+            last = step(model, token[:, None], mask[:, :seen], next_position[:, None], cache)
+        else:  # a static cache: the mask covers all its positions, and the new token's position is named
+            last = step(model, token[:, None], mask, next_position[:, None], cache,
+                        cache_position=torch.arange(seen - 1, seen, device=device))
+        next_position = next_position + 1
     return tokens, logprobs
+
+
+def _step(model, token, mask, position, cache, **cache_position) -> torch.Tensor:
+    """One new token per row through the model, writing its keys and values into ``cache``: its next-token logits."""
+    return model(input_ids=token, attention_mask=mask, position_ids=position, past_key_values=cache, use_cache=True,
+                 **cache_position).logits[:, -1, :]
+
+
+@functools.cache
+def _compiled_step():
+    """``_step`` through ``torch.compile``. The static cache fixes the shapes, so it compiles once per model, batch
+    size and cache length."""
+    return torch.compile(_step, dynamic=False)
+
+
+def _static_cache(model: nn.Module, length: int) -> Any:
+    """An empty ``StaticCache`` of ``length`` positions for the model (a peft model: its base model), or None where
+    the model cannot take one: architectures transformers does not mark compilable, and models with sliding-window
+    or other non-global attention layers (those keep the grown cache)."""
+    from transformers import StaticCache
+    from transformers.cache_utils import StaticLayer
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(type(base), "_can_compile_fullgraph", False):
+        return None
+    cache = StaticCache(config=base.config, max_cache_len=length)
+    return cache if all(type(layer) is StaticLayer for layer in cache.layers) else None
 
 
 def _inverse_cdf(logp: torch.Tensor, row_keys: torch.Tensor, step: int, stream: int) -> torch.Tensor:

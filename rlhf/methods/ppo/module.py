@@ -171,7 +171,8 @@ class PPOModule(TrainableModule):
             responses, sample_logprobs = sample(self.model, batch["input_ids"], batch["attention_mask"],
                                                 hp.max_new_tokens, tok.eos_token_id, tok.pad_token_id, hp.temperature,
                                                 hp.top_k, hp.top_p, generator, banned_ids=self.banned_ids,
-                                                row_keys=row_keys, stream=stream, repeats=k)
+                                                row_keys=row_keys, stream=stream, repeats=k,
+                                                compile_step=hp.compile_generation)
             mask = response_mask(responses, tok.eos_token_id, tok.pad_token_id)
         with timed(times, "score"):
             texts = self._decode(responses, mask)
