@@ -4,6 +4,14 @@ time spent generating. ``--device cpu --tiny`` runs the same script end to end o
 
     python experiments/gpu/check.py                       # one GPU: about 6 minutes
     python experiments/gpu/check.py --device cpu --tiny   # anywhere: about 2 minutes
+    python experiments/gpu/check.py --strategy deepspeed_stage_3 --steps 10   # ZeRO-3 on one GPU, exports checked
+
+``--strategy deepspeed`` (ZeRO-2) or ``deepspeed_stage_3`` (ZeRO-3) runs the methods under Lightning's DeepSpeed
+strategy (CUDA only; the deepspeed package travels as a wheel, see README.md), with the export on: each run's
+export must load whole into its architecture (no missing, unexpected or mismatched weights), which under ZeRO-3
+means the weights were gathered from their shards. PPO refuses DeepSpeed (it steps its optimizer itself) and is left
+out there. ``ppo+compile`` is PPO with ``method.compile_generation=true`` (the one-token decoding step through
+``torch.compile``), to see whether compiling pays on the device.
 
 Model FLOPs per trained token, with N = 12 L d^2 + V d (the transformer blocks and the tied output layer): 6N for
 a forward and backward pass (MLM, SFT, reward, PWP); DPO 8N (plus the frozen reference's forward); KTO 12N (policy
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import os
 import statistics
@@ -38,7 +47,10 @@ METHODS = {
     "dpo": ("dpo_tiny", 8, ["data.loader.batch_size=16", "data.max_length=128", "method.evaluation.enabled=false"]),
     "kto": ("kto_tiny", 12, ["data.loader.batch_size=16", "data.max_length=128"]),
     "ppo": ("ppo_tiny", None, ["data.loader.batch_size=64", "method.max_new_tokens=64"]),
+    "ppo+compile": ("ppo_tiny", None, ["data.loader.batch_size=64", "method.max_new_tokens=64",
+                                       "method.compile_generation=true"]),
 }
+DEEPSPEED = ("deepspeed", "deepspeed_stage_3")  # strategy configs: ZeRO-2, ZeRO-3
 
 
 def overrides(method: str, args: argparse.Namespace, run_dir: Path) -> list[str]:
@@ -46,7 +58,8 @@ def overrides(method: str, args: argparse.Namespace, run_dir: Path) -> list[str]
     size = TINY if args.tiny else SMALL
     common = [f"experiment={experiment}", *(f"model.{k}={v}" for k, v in size.items()),
               f"model.tokenizer.vocab_size={1024 if args.tiny else 32768}", f"trainer.max_steps={args.steps}",
-              f"trainer.log_every_n_steps={args.log_every}", "trainer.limit_val_batches=0", "test=false", "export=false",
+              f"trainer.log_every_n_steps={args.log_every}", "trainer.limit_val_batches=0", "test=false",
+              f"export={args.strategy in DEEPSPEED}", f"strategy={args.strategy}",
               "evaluate_at_start=false", "logger=csv", "callbacks.progress_bar=null", "callbacks.checkpoint=null",
               "trainer.enable_checkpointing=false", "trainer.enable_model_summary=false", f"hydra.run.dir={run_dir}"]
     if args.device == "cuda":
@@ -56,10 +69,24 @@ def overrides(method: str, args: argparse.Namespace, run_dir: Path) -> list[str]
     if args.tiny:
         extra = [e for e in extra if not e.startswith(("data.loader.batch_size", "data.block_size", "data.max_length",
                                                        "method.max_new_tokens"))]
-        extra += ["data.loader.batch_size=8"] + (["method.max_new_tokens=8"] if method == "ppo" else [])
+        extra += ["data.loader.batch_size=8"] + (["method.max_new_tokens=8"] if is_ppo(method) else [])
         if method in ("reward", "sft", "dpo", "kto"):
             extra.append("data.source.max_articles=80")
     return common + extra
+
+
+def is_ppo(method: str) -> bool:
+    return METHODS[method][1] is None  # PPO's FLOPs are counted per iteration, not per token
+
+
+def export_loads_whole(export: Path) -> bool:
+    """Whether the export loads into the architecture its config names with every weight present and shaped."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(export)
+    model_class = getattr(transformers, config.architectures[0])
+    _, info = model_class.from_pretrained(export, output_loading_info=True)
+    return not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -90,8 +117,10 @@ def measure(method: str, args: argparse.Namespace) -> dict:
     logged = rows(run_dir)
     memory = [float(r[k]) for r in logged for k in ("train/peak_gpu_memory_gb", "train/peak_rss_gb") if r.get(k)]
     result = {"method": method, "params_N": n, "vocab": vocab, "wall_s": wall, "peak_memory_gb": max(memory or [0.0]),
-              "memory_kind": "gpu" if args.device == "cuda" else "process RSS"}
-    if method == "ppo":
+              "memory_kind": "gpu" if args.device == "cuda" else "process RSS", "strategy": args.strategy}
+    if args.strategy in DEEPSPEED:
+        result["export_loads_whole"] = export_loads_whole(run_dir / "export")
+    if is_ppo(method):
         cfg = _config(run_dir)
         timed = [r for r in logged if r.get("time/iteration")]
         later = timed[2:] or timed  # the first iterations warm up (allocator, kernels)
@@ -121,12 +150,24 @@ def main() -> None:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--tiny", action="store_true", help="tiny models and few steps (a CPU smoke run)")
     parser.add_argument("--steps", type=int, default=None, help="steps per method (default 40; --tiny 6)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
+                        help="default: all (under DeepSpeed: all but PPO's, which refuse it)")
+    parser.add_argument("--strategy", choices=["auto", *DEEPSPEED], default="auto",
+                        help="deepspeed: ZeRO-2; deepspeed_stage_3: ZeRO-3 (CUDA and the deepspeed package needed)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="the device's dense bf16 peak")
     parser.add_argument("--out", type=Path, default=Path("logs/gpu_check"))
     args = parser.parse_args()
     args.steps = args.steps or (6 if args.tiny else 40)
     args.log_every = 2 if args.tiny else 5
+    if args.strategy in DEEPSPEED:
+        if args.device != "cuda":
+            raise SystemExit(f"--strategy {args.strategy}: Lightning runs DeepSpeed on CUDA devices only")
+        if importlib.util.find_spec("deepspeed") is None:
+            raise SystemExit("--strategy deepspeed needs the deepspeed package: carry its wheel (experiments/gpu/README.md)")
+        refused = [m for m in args.methods or [] if is_ppo(m)]
+        if refused:
+            raise SystemExit(f"{', '.join(refused)}: PPO refuses DeepSpeed (it steps its optimizer itself)")
+    args.methods = args.methods or [m for m in METHODS if not (args.strategy in DEEPSPEED and is_ppo(m))]
     if args.device == "cuda":
         import torch
 
@@ -142,12 +183,14 @@ def main() -> None:
             print(f"{method:<7} FAILED after {result['wall_s']:.0f} s:\n{result['error']}", flush=True)
             continue
         rate = (f"{result['episodes_per_sec']:8.1f} episodes/s, generation {result['generation_share']:.0%} of an "
-                f"iteration" if method == "ppo" else f"{result['tokens_per_sec']:10.0f} tokens/s")
-        print(f"{method:<7} {rate}  MFU {result['mfu']:.1%}  peak {result['memory_kind']} "
-              f"{result['peak_memory_gb']:.2f} GiB  (N = {result['params_N'] / 1e6:.1f}M, wall {result['wall_s']:.0f} s)",
-              flush=True)
+                f"iteration" if is_ppo(method) else f"{result['tokens_per_sec']:10.0f} tokens/s")
+        export = (f", export loads whole: {'yes' if result['export_loads_whole'] else 'NO'}"
+                  if "export_loads_whole" in result else "")
+        print(f"{method:<11} {rate}  MFU {result['mfu']:.1%}  peak {result['memory_kind']} "
+              f"{result['peak_memory_gb']:.2f} GiB  (N = {result['params_N'] / 1e6:.1f}M, wall {result['wall_s']:.0f} s"
+              f"{export})", flush=True)
     (args.out / "gpu_check.json").write_text(json.dumps(results, indent=2))
-    failed = [r["method"] for r in results if "error" in r]
+    failed = [r["method"] for r in results if "error" in r or r.get("export_loads_whole") is False]
     print(f"\nwrote {args.out / 'gpu_check.json'}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     raise SystemExit(1 if failed else 0)
 

@@ -223,6 +223,7 @@ def _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
                 **last_logits(model, 1))  # the prompts' last position only
     last, cache, next_position = out.logits[:, -1, :], out.past_key_values, positions[:, -1] + 1
+    del out  # (it would keep the prompts' cache alive beside its static copy)
     if repeats > 1:  # each prompt's encoding serves its `repeats` samples (consecutive rows)
         cache.batch_repeat_interleave(repeats)
         last, attention_mask, next_position = (x.repeat_interleave(repeats, 0)
