@@ -45,7 +45,9 @@ def test_exports_carry_a_card_and_lineage_and_are_logged_as_wandb_artifacts(make
     assert record["wandb_artifact"] == f"reward-{rm_dir.name}" and record["wandb_run_id"]
     import wandb
 
-    wandb.finish()  # (rlhf-train's process exit does this; here the run file is complete after it)
+    wandb.finish()
+    wandb.teardown()  # (rlhf-train's process exit does this) the service writes the run file from its own process,
+    # and only its shutdown guarantees the file is flushed: finish() alone left it at its header once under load
     run_file = next((rm_dir / "wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
     assert record["wandb_artifact"].encode() in run_file and b"my-pipeline" in run_file  # artifact and group
 
