@@ -547,13 +547,36 @@ def test_models_that_cannot_take_a_static_cache_keep_the_grown_one():
     assert _static_cache(torch.nn.Linear(2, 2), 16) is None
 
 
+def test_compile_generation_on_a_model_without_a_static_cache_says_so_and_samples_uncompiled():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from rlhf.models.policy import _warn_not_compiled, sample
+
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                             num_attention_heads=2, num_key_value_heads=2, sliding_window=4)).eval()
+    ids = torch.randint(2, 64, (2, 5))
+    args = (model, ids, torch.ones_like(ids), 6, 1, 0)
+    _warn_not_compiled.cache_clear()
+    with pytest.warns(UserWarning, match="compile_generation: MistralForCausalLM cannot decode into a static KV "
+                                         "cache .* runs uncompiled"):
+        compiled, _ = sample(*args, generator=torch.Generator().manual_seed(3), compile_step=True)
+    plain, _ = sample(*args, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(compiled, plain)
+
+
 @pytest.mark.slow
 def test_the_compiled_decoding_step_samples_what_the_eager_one_does(monkeypatch):
     """method.compile_generation: the one-token step through torch.compile (about 20 s to compile on 2 CPU cores)."""
+    from torch._dynamo.utils import counters
+
     model = _tiny_causal_lms()["gpt2"]
+    counters.clear()
     _, _, (tokens, logp), (grown_tokens, grown_logp) = _sampled_with_and_without_the_static_cache(
         model, monkeypatch, compile_step=True)
     assert torch.equal(tokens, grown_tokens) and torch.allclose(logp, grown_logp, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] >= 1, "nothing was compiled"  # (not a silent fallback to eager)
+    assert not counters["graph_break"], dict(counters["graph_break"])  # the step is one graph
 
 
 def test_gradient_accumulation_equals_the_large_batch(ppo_parts):

@@ -3,8 +3,9 @@ static cache allocated once for the whole length (transformers' ``StaticCache``,
 architectures), and the static cache with the one-token step through ``torch.compile`` (``method.compile_generation``).
 
 One command, the same model, prompts and keyed randomness in every arm, arms alternating; the configurations of
-``shared_prompt_sampling.py`` (PPO's tiny policy, and 6 layers x 512 with 128-token prompts and 64 new tokens),
-16 prompts x 4 samples, random-init GPT-2, vocabulary 4,096, CPU, 2 threads. Printed: median seconds per sampling
+``shared_prompt_sampling.py`` (PPO's tiny policy, and 6 layers x 512 with 128-token prompts and 64 new tokens;
+16 prompts x 4 samples) and the rollout of ``ppo_vs_trl.py --config 6x512`` (16 prompts of about 12 tokens, one
+sample each, 64 new tokens); random-init GPT-2, vocabulary 4,096, CPU, 2 threads. Printed: median seconds per sampling
 call after one warm-up round, the ratio to the grown cache, the compiled arm's first call (which compiles), and the
 share of sampled tokens equal to the grown cache's (float rounding differs between the arms, so a near-tie can flip
 a token and the rest of that row).
@@ -25,6 +26,10 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from rlhf.models import policy
 from rlhf.models.policy import sample
 
+# name: (layers, hidden, heads, prompts, prompt tokens, new tokens, samples per prompt)
+ARMS_CONFIGS = {**{name: (*shape, K) for name, shape in CONFIGS.items()},
+                "ppo_vs_trl 6x512 rollout": (6, 512, 8, 16, 12, 64, 1)}
+
 
 def grown_cache(model, length):  # stands in for policy._static_cache: no static cache, the cache grows
     return None
@@ -33,10 +38,13 @@ def grown_cache(model, length):  # stands in for policy._static_cache: no static
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", default="", help="run only the configurations whose name contains this")
     args = parser.parse_args()
     torch.set_num_threads(2)
     static_cache = policy._static_cache
-    for name, (layers, hidden, heads, prompts, length, new) in CONFIGS.items():
+    for name, (layers, hidden, heads, prompts, length, new, k) in ARMS_CONFIGS.items():
+        if args.only and args.only not in name:
+            continue
         torch.manual_seed(0)
         model = GPT2LMHeadModel(GPT2Config(n_embd=hidden, n_layer=layers, n_head=heads, vocab_size=VOCAB,
                                            n_positions=length + new, bos_token_id=1, eos_token_id=1)).eval()
@@ -44,7 +52,7 @@ def main() -> None:
         mask = torch.ones_like(ids)
         mask[: prompts // 2, : length // 8] = 0  # half the prompts left-padded
         settings = dict(max_new_tokens=new, eos_token_id=1, pad_token_id=0, banned_ids=[0], stop_early=False,
-                        row_keys=torch.arange(prompts * K), stream=1, repeats=K)
+                        row_keys=torch.arange(prompts * k), stream=1, repeats=k)
         arms = {"grown cache (before)": (grown_cache, False), "static cache": (static_cache, False),
                 "static + compiled step": (static_cache, True)}
         times: dict[str, list[float]] = {arm: [] for arm in arms}
@@ -58,7 +66,7 @@ def main() -> None:
         policy._static_cache = static_cache
         med = {arm: statistics.median(t[1:]) for arm, t in times.items()}
         base = "grown cache (before)"
-        print(f"{name}: {prompts} prompts x {K} samples")
+        print(f"{name}: {prompts} prompts x {k} samples")
         for arm, t in times.items():
             same = (tokens[arm] == tokens[base]).float().mean().item()
             print(f"  {arm:<24} {med[arm]:.3f} s/call  {med[base] / med[arm]:.2f}x  first call {t[0]:.1f} s  "

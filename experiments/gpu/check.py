@@ -119,7 +119,10 @@ def measure(method: str, args: argparse.Namespace) -> dict:
     result = {"method": method, "params_N": n, "vocab": vocab, "wall_s": wall, "peak_memory_gb": max(memory or [0.0]),
               "memory_kind": "gpu" if args.device == "cuda" else "process RSS", "strategy": args.strategy}
     if args.strategy in DEEPSPEED:
-        result["export_loads_whole"] = export_loads_whole(run_dir / "export")
+        try:
+            result["export_loads_whole"] = export_loads_whole(run_dir / "export")
+        except Exception as err:  # an export that does not load fails this method, not the rest of the check
+            result.update(export_loads_whole=False, export_error=f"{type(err).__name__}: {err}")
     if is_ppo(method):
         cfg = _config(run_dir)
         timed = [r for r in logged if r.get("time/iteration")]
@@ -180,11 +183,12 @@ def main() -> None:
         result = measure(method, args)
         results.append(result)
         if "error" in result:
-            print(f"{method:<7} FAILED after {result['wall_s']:.0f} s:\n{result['error']}", flush=True)
+            print(f"{method:<11} FAILED after {result['wall_s']:.0f} s:\n{result['error']}", flush=True)
             continue
         rate = (f"{result['episodes_per_sec']:8.1f} episodes/s, generation {result['generation_share']:.0%} of an "
                 f"iteration" if is_ppo(method) else f"{result['tokens_per_sec']:10.0f} tokens/s")
         export = (f", export loads whole: {'yes' if result['export_loads_whole'] else 'NO'}"
+                  f"{' (' + result['export_error'] + ')' if 'export_error' in result else ''}"
                   if "export_loads_whole" in result else "")
         print(f"{method:<11} {rate}  MFU {result['mfu']:.1%}  peak {result['memory_kind']} "
               f"{result['peak_memory_gb']:.2f} GiB  (N = {result['params_N'] / 1e6:.1f}M, wall {result['wall_s']:.0f} s"

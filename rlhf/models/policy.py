@@ -236,6 +236,8 @@ def _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_
         for index, layer in enumerate(cache.layers):  # the prompts' keys and values, then the new tokens in place
             static.update(layer.keys, layer.values, index)
         cache = static
+    if compile_step and static is None:
+        _warn_not_compiled(type(model).__name__)
     step = _compiled_step() if static is not None and compile_step else _step
     mask = torch.zeros((batch, length), dtype=attention_mask.dtype, device=device)  # filled as tokens arrive
     mask[:, :prompt_length] = attention_mask
@@ -259,7 +261,9 @@ def _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_
         mask[:, seen - 1] = 1
         if static is None:  # a grown cache: the mask covers the `seen` positions it holds
             last = step(model, token[:, None], mask[:, :seen], next_position[:, None], cache)
-        else:  # a static cache: the mask covers all its positions, and the new token's position is named
+        else:  # a static cache: the mask covers all its positions. The new token's cache position is passed for
+            # earlier transformers 5 releases, whose static cache writes there; later ones count the positions they
+            # hold, which is the same position, and ignore it
             last = step(model, token[:, None], mask, next_position[:, None], cache,
                         cache_position=torch.arange(seen - 1, seen, device=device))
         next_position = next_position + 1
@@ -289,8 +293,20 @@ def _static_cache(model: nn.Module, length: int) -> Any:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if not getattr(type(base), "_can_compile_fullgraph", False):
         return None
-    cache = StaticCache(config=base.config, max_cache_len=length)
+    try:
+        cache = StaticCache(config=base.config, max_cache_len=length)
+    except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError):  # a config it cannot map
+        return None
     return cache if all(type(layer) is StaticLayer for layer in cache.layers) else None
+
+
+@functools.cache
+def _warn_not_compiled(architecture: str) -> None:
+    import warnings
+
+    warnings.warn(f"compile_generation: {architecture} cannot decode into a static KV cache (not marked compilable by "
+                  f"transformers, or it has sliding-window layers), so its decoding step runs uncompiled",
+                  stacklevel=3)
 
 
 def _inverse_cdf(logp: torch.Tensor, row_keys: torch.Tensor, step: int, stream: int) -> torch.Tensor:
