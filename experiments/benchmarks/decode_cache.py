@@ -27,7 +27,7 @@ from rlhf.models import policy
 from rlhf.models.policy import sample
 
 # name: (layers, hidden, heads, prompts, prompt tokens, new tokens, samples per prompt)
-ARMS_CONFIGS = {**{name: (*shape, K) for name, shape in CONFIGS.items()},
+SHAPES = {**{name: (*shape, K) for name, shape in CONFIGS.items()},
                 "ppo_vs_trl 6x512 rollout": (6, 512, 8, 16, 12, 64, 1)}
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     static_cache = policy._static_cache
-    for name, (layers, hidden, heads, prompts, length, new, k) in ARMS_CONFIGS.items():
+    for name, (layers, hidden, heads, prompts, length, new, k) in SHAPES.items():
         if args.only and args.only not in name:
             continue
         torch.manual_seed(0)

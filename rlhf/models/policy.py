@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +238,7 @@ def _sample(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_
             static.update(layer.keys, layer.values, index)
         cache = static
     if compile_step and static is None:
-        _warn_not_compiled(type(model).__name__)
+        _warn_not_compiled(type(_unwrapped(model)).__name__)
     step = _compiled_step() if static is not None and compile_step else _step
     mask = torch.zeros((batch, length), dtype=attention_mask.dtype, device=device)  # filled as tokens arrive
     mask[:, :prompt_length] = attention_mask
@@ -290,7 +291,7 @@ def _static_cache(model: nn.Module, length: int) -> Any:
     from transformers import StaticCache
     from transformers.cache_utils import StaticLayer
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = _unwrapped(model)
     if not getattr(type(base), "_can_compile_fullgraph", False):
         return None
     try:
@@ -302,8 +303,6 @@ def _static_cache(model: nn.Module, length: int) -> Any:
 
 @functools.cache
 def _warn_not_compiled(architecture: str) -> None:
-    import warnings
-
     warnings.warn(f"compile_generation: {architecture} cannot decode into a static KV cache (not marked compilable by "
                   f"transformers, or it has sliding-window layers), so its decoding step runs uncompiled",
                   stacklevel=3)
@@ -357,8 +356,12 @@ def forward_logits(model: PreTrainedModel, input_ids: torch.Tensor, attention_ma
 def last_logits(model: nn.Module, count: int) -> dict[str, int]:
     """The forward argument that computes the output layer on the last ``count`` positions only, when the model takes
     it (every causal LM of transformers 5 does; remote code may not: then every position's, sliced after)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model: its base model's
-    return {"logits_to_keep": count} if _takes_logits_to_keep(type(base)) else {}
+    return {"logits_to_keep": count} if _takes_logits_to_keep(type(_unwrapped(model))) else {}
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """A peft model's base (transformers) model; any other model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 @functools.cache
